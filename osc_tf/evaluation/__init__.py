@@ -1,0 +1,1 @@
+"""Evaluation: object-discovery metrics and the VQA linear probe."""

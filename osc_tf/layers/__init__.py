@@ -1,0 +1,1 @@
+"""Keras 3 layers: ViT backbone, object queries, object functions, heads."""

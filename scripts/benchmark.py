@@ -1,0 +1,29 @@
+"""Prints performance figures; one subject per invocation.
+
+    python scripts/benchmark.py data        # native parsing, prepared decoding, train pipeline
+    python scripts/benchmark.py matching    # in-graph Hungarian vs scipy
+    python scripts/benchmark.py train       # full training step, images/s and peak RSS
+
+Each subject lives in ``osc_tf/benchmarks/<subject>.py`` and takes its own flags
+(``python scripts/benchmark.py <subject> --help``). Record results with the
+machine and the command in docs/benchmarks.md.
+"""
+
+import importlib
+import pkgutil
+import sys
+
+import osc_tf.benchmarks
+
+
+def main(argv: list[str]) -> int:
+    subjects = sorted(m.name for m in pkgutil.iter_modules(osc_tf.benchmarks.__path__))
+    if not argv or argv[0] not in subjects:
+        print(f"usage: benchmark.py {{{','.join(subjects)}}} [flags]", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"osc_tf.benchmarks.{argv[0]}")
+    return module.main(argv[1:]) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
