@@ -1,0 +1,1 @@
+"""Datasets: native DeepMind multi-object records, synthetic scenes, TFDS builder, pipelines."""
