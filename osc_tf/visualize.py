@@ -37,6 +37,8 @@ def attention_figure(images: np.ndarray, attention: np.ndarray, max_images: int 
     images = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)[:max_images]
     b, h, w, _ = images.shape
     maps = attention_maps(np.asarray(attention)[:b], h, w)  # [B, K, H, W]
+    # Each map scaled to its own maximum: decoders' attention sums to 1 over tokens.
+    maps = maps / np.maximum(maps.max(axis=(2, 3), keepdims=True), 1e-12)
     k = maps.shape[1]
     fig, axes = plt.subplots(b, k + 1, figsize=(1.3 * (k + 1), 1.3 * b), squeeze=False)
     for i in range(b):
