@@ -24,7 +24,8 @@ def linear_sum_assignment(
     """Solves a batch of rectangular assignment problems exactly.
 
     Args:
-        cost: [B, K, M] real costs with K <= M; must be finite. Computed in float64.
+        cost: [B, K, M] real costs with K <= M, computed in float64. Costs must be
+            finite (non-finite entries do not hang the loops, but the result is unspecified).
         maximize: if True, maximise the total instead of minimising it.
         jit_compile: run the solver as its own XLA-compiled function (compiled
             once per input shape), also when the caller is eager or an
