@@ -319,6 +319,9 @@ class Objective:
             ``<name>`` is the term's short name (``ctr``, ``sim``, ``ctr_all``,
             ``ctr_img``, ``sim_img``, else the function's name); absent terms
             have no key and ``matching`` is present when the object loss matches.
+            Inside a ``tf.distribute`` replica each value is that replica's share
+            of the global-batch value (SUM-reduce to log it) and ``matching``
+            covers the replica's own images.
         """
         result, total = {}, None
         for kind, fn, weight, inputs in (
