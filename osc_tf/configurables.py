@@ -12,7 +12,6 @@ import gin
 
 import osc_tf  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 
-
 # --- data (osc_tf.data) -------------------------------------------------------
 
 
@@ -23,6 +22,21 @@ import osc_tf  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 
 
 # --- losses (osc_tf.losses) ----------------------------------------------------
+# gin/losses/*.gin pick the terms by reference, e.g.
+#   Objective.global_loss = @global_contrastive
+#   global_contrastive.temperature = 0.1
+# isort: split
+from osc_tf import losses  # noqa: E402
+
+for _loss in (
+    losses.global_contrastive,
+    losses.global_similarity,
+    losses.object_contrastive_all,
+    losses.object_contrastive_image,
+    losses.object_similarity,
+):
+    gin.external_configurable(_loss, name=_loss.__name__)
+gin.external_configurable(losses.Objective, name="Objective")
 
 
 # --- optimisation and training (osc_tf.training) ------------------------------
