@@ -71,8 +71,9 @@ class MultiHeadAttention(keras.layers.Layer):
         self.out_proj = dense("out", dim, True)
 
     def _split_heads(self, x):
-        head_dim = ops.shape(x)[-1] // self.num_heads
-        return ops.reshape(x, (ops.shape(x)[0], -1, self.num_heads, head_dim))  # [B, L, h, D/h]
+        length = x.shape[1] if x.shape[1] is not None else ops.shape(x)[1]
+        head_dim = x.shape[-1] // self.num_heads
+        return ops.reshape(x, (ops.shape(x)[0], length, self.num_heads, head_dim))  # [B, L, h, D/h]
 
     def call(self, x, context=None, training=False):
         if context is None:
@@ -86,7 +87,8 @@ class MultiHeadAttention(keras.layers.Layer):
         weights = ops.softmax(logits * scale, axis=-1)  # [B, h, L, M], float32
         dropped = self.attn_drop(weights, training=training)
         out = ops.einsum("bhlm,bmhd->blhd", ops.cast(dropped, v.dtype), v)  # [B, L, h, D/h]
-        out = ops.reshape(out, (ops.shape(x)[0], -1, dim))  # [B, L, D]
+        length = x.shape[1] if x.shape[1] is not None else ops.shape(x)[1]
+        out = ops.reshape(out, (ops.shape(x)[0], length, dim))  # [B, L, D]
         out = self.proj_drop(self.out_proj(out), training=training)
         return out, weights
 

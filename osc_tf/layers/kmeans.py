@@ -10,8 +10,9 @@ is ``1 - cos`` on unit-normalised vectors (spherical k-means: centroids are
 re-normalised means).
 """
 
-import keras
 from keras import ops
+
+from osc_tf.layers import stateless_random
 
 DISTANCES = ("euclidean", "cosine")
 _EPS = 1e-12
@@ -69,11 +70,11 @@ def kmeans_plus_plus_init(x, num_clusters: int, distance: str, seed: int = 0):
     """
     x = prepare(x, distance)
     batch, num_points = ops.shape(x)[0], ops.shape(x)[1]
-    first = keras.random.randint((batch, 1), 0, num_points, seed=seed)  # [B, 1]
+    first = stateless_random.randint((batch, 1), seed, num_points)  # [B, 1]
     centroids = [ops.take_along_axis(x, first[:, :, None], axis=1)]  # K × [B, 1, D]
     nearest = pairwise_distance(x, centroids[0], distance)[:, :, 0]  # [B, N]
     for i in range(1, num_clusters):
-        u = keras.random.uniform((batch, num_points), minval=1e-20, maxval=1.0, seed=seed + i)
+        u = stateless_random.uniform((batch, num_points), seed + i, minval=1e-20)
         gumbel = -ops.log(-ops.log(u))  # [B, N]
         score = ops.where(nearest > 0.0, ops.log(ops.maximum(nearest, _EPS)) + gumbel, -1e30)
         index = ops.argmax(score, axis=1)[:, None]  # [B, 1]
@@ -133,7 +134,5 @@ def kmeans(x, centroids, distance: str, max_iters: int = 20, tol: float = 1e-6):
         return new, move
 
     init_move = ops.convert_to_tensor(float("inf"), dtype="float32")
-    centroids, _ = ops.while_loop(
-        cond, body, (centroids, init_move), maximum_iterations=max_iters
-    )
+    centroids, _ = ops.while_loop(cond, body, (centroids, init_move), maximum_iterations=max_iters)
     return centroids, _assign(x, centroids, distance)

@@ -6,6 +6,7 @@ Every query generator has ``call(tokens, num_slots=None, training=False) -> [B, 
 import keras
 from keras import ops
 
+from osc_tf.layers import stateless_random
 from osc_tf.layers.kmeans import kmeans, kmeans_plus_plus_init
 
 
@@ -47,9 +48,6 @@ class LearnedQueries(keras.layers.Layer):
         batch = ops.shape(tokens)[0]
         queries = ops.cast(self.queries, self.compute_dtype)
         return ops.broadcast_to(queries, (batch, self.num_slots, tokens.shape[-1]))  # [B, K, D]
-
-    def compute_output_shape(self, tokens_shape, num_slots=None):
-        return (tokens_shape[0], self.num_slots, tokens_shape[-1])
 
     def get_config(self):
         config = super().get_config()
@@ -110,28 +108,24 @@ class GaussianQueries(keras.layers.Layer):
         dim = tokens.shape[-1]
         shape = (ops.shape(tokens)[0], num_slots)
         noise_seed = self.seed_generator if training else self.seed
-        eps = keras.random.normal((*shape, dim), seed=noise_seed)  # [B, K, D], float32
+        eps = stateless_random.normal((*shape, dim), noise_seed)  # [B, K, D], float32
         mu = ops.cast(self.mu, "float32")
         sigma = ops.exp(ops.cast(self.log_sigma, "float32"))
         if self.num_components == 1:
             queries = mu[None] + sigma[None] * eps  # [B, K, D]
         else:
             pick_seed = self.seed_generator if training else self.seed + 1
-            component = keras.random.randint(shape, 0, self.num_components, seed=pick_seed)
+            component = stateless_random.randint(shape, pick_seed, self.num_components)
             onehot = ops.one_hot(component, self.num_components)  # [B, K, C]
-            queries = ops.einsum("bkc,cd->bkd", onehot, mu) + ops.einsum(
-                "bkc,cd->bkd", onehot, sigma
-            ) * eps  # [B, K, D]
+            queries = (
+                ops.einsum("bkc,cd->bkd", onehot, mu)
+                + ops.einsum("bkc,cd->bkd", onehot, sigma) * eps
+            )  # [B, K, D]
         return ops.cast(queries, self.compute_dtype)
-
-    def compute_output_shape(self, tokens_shape, num_slots=None):
-        return (tokens_shape[0], num_slots or self.num_slots, tokens_shape[-1])
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            num_slots=self.num_slots, num_components=self.num_components, seed=self.seed
-        )
+        config.update(num_slots=self.num_slots, num_components=self.num_components, seed=self.seed)
         return config
 
 
@@ -188,9 +182,6 @@ class KMeansQueries(keras.layers.Layer):
         init = kmeans_plus_plus_init(x, num_slots, self.distance, seed=self.seed)
         centroids, _ = kmeans(x, init, self.distance, self.max_iters, self.tol)
         return ops.cast(ops.stop_gradient(centroids), self.compute_dtype)  # [B, K, D]
-
-    def compute_output_shape(self, tokens_shape, num_slots=None):
-        return (tokens_shape[0], num_slots or self.num_slots, tokens_shape[-1])
 
     def get_config(self):
         config = super().get_config()
