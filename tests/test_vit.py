@@ -69,9 +69,7 @@ def _vit_param_count(p, d, layers, grid, mlp_ratio=2, qkv_bias=False, cls=False,
     return patch + grid * d + cls * d + layers * block + out_norm * 2 * d
 
 
-@pytest.mark.parametrize(
-    "pooling, output_norm, patch_size", [("avg", False, 8), ("cls", True, 4)]
-)
+@pytest.mark.parametrize("pooling, output_norm, patch_size", [("avg", False, 8), ("cls", True, 4)])
 def test_vit_harness_and_parameter_count(tmp_path, pooling, output_norm, patch_size):
     images = RNG.normal(size=(2, 16, 16, 3))
     grid = (16 // patch_size) ** 2
