@@ -3,12 +3,12 @@
 import os
 import pathlib
 
+import gin
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import gin
 import osc_tf.configurables  # noqa: F401  (registers the gin names)
 from osc_tf.layers.heads import MLPHead
 from osc_tf.layers.queries import LearnedQueries
