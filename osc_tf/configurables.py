@@ -16,9 +16,34 @@ import osc_tf  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 
 
 # --- layers (osc_tf.layers) ---------------------------------------------------
+def _register_layers() -> None:
+    from osc_tf.layers import decoders, heads, queries, slot_attention, vit
+
+    for layer_cls in (
+        vit.ViT,
+        queries.LearnedQueries,
+        queries.GaussianQueries,
+        queries.KMeansQueries,
+        slot_attention.SlotAttention,
+        decoders.CrossAttentionDecoder,
+        decoders.CoAttentionDecoder,
+        heads.MLPHead,
+        heads.CrossAttentionPool,
+    ):
+        gin.external_configurable(layer_cls)
+
+
+_register_layers()
 
 
 # --- model architectures (osc_tf.model) ---------------------------------------
+def _register_model() -> None:
+    from osc_tf.model import ObjectCentricModel
+
+    gin.external_configurable(ObjectCentricModel)
+
+
+_register_model()
 
 
 # --- losses (osc_tf.losses) ----------------------------------------------------

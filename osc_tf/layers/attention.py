@@ -1,0 +1,104 @@
+"""Multi-head scaled dot-product attention shared by the backbone, decoders and heads.
+
+Written out (rather than ``keras.layers.MultiHeadAttention``) so that the
+logits and the softmax are always computed in float32 under a mixed-precision
+policy, queries and context may have different widths, and the per-head
+attention weights come back with every call for the object decoders.
+"""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="osc_tf")
+class MultiHeadAttention(keras.layers.Layer):
+    """Multi-head attention of a set of queries over a context set.
+
+    ``out = proj(softmax(q kᵀ / sqrt(D / h)) v)`` with ``q = x Wq``,
+    ``k = c Wk``, ``v = c Wv`` and ``c = x`` for self-attention. Logits and
+    softmax run in float32; the softmax is over the context axis.
+
+    Args:
+        num_heads: number of heads h; must divide D (the query width).
+        qkv_bias: whether the q, k, v projections have a bias.
+        attn_dropout: dropout rate on the attention weights.
+        proj_dropout: dropout rate after the output projection.
+        seed: optional integer seed for the dropout layers.
+
+    Call:
+        x: queries ``[B, L, D]``.
+        context: ``[B, M, Dc]`` or None for self-attention (``context = x``).
+        training: Python bool.
+
+    Returns:
+        ``(out [B, L, D], weights [B, h, L, M])``; weights sum to 1 over M.
+    """
+
+    def __init__(
+        self,
+        num_heads: int,
+        qkv_bias: bool = True,
+        attn_dropout: float = 0.0,
+        proj_dropout: float = 0.0,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.qkv_bias = qkv_bias
+        self.attn_dropout = attn_dropout
+        self.proj_dropout = proj_dropout
+        self.seed = seed
+        self.attn_drop = keras.layers.Dropout(attn_dropout, seed=seed, dtype=self.dtype_policy)
+        self.proj_drop = keras.layers.Dropout(
+            proj_dropout, seed=None if seed is None else seed + 1, dtype=self.dtype_policy
+        )
+
+    def build(self, x_shape, context_shape=None):
+        dim = x_shape[-1]
+        if dim % self.num_heads:
+            raise ValueError(f"width {dim} is not divisible by num_heads={self.num_heads}")
+        context_dim = dim if context_shape is None else context_shape[-1]
+
+        def dense(name, in_dim, bias):
+            layer = keras.layers.Dense(dim, use_bias=bias, name=name, dtype=self.dtype_policy)
+            layer.build((None, None, in_dim))
+            return layer
+
+        self.q_proj = dense("q", dim, self.qkv_bias)
+        self.k_proj = dense("k", context_dim, self.qkv_bias)
+        self.v_proj = dense("v", context_dim, self.qkv_bias)
+        self.out_proj = dense("out", dim, True)
+
+    def _split_heads(self, x):
+        length = x.shape[1] if x.shape[1] is not None else ops.shape(x)[1]
+        head_dim = x.shape[-1] // self.num_heads
+        return ops.reshape(x, (ops.shape(x)[0], length, self.num_heads, head_dim))  # [B, L, h, D/h]
+
+    def call(self, x, context=None, training=False):
+        if context is None:
+            context = x
+        dim = x.shape[-1]
+        q = self._split_heads(self.q_proj(x))  # [B, L, h, D/h]
+        k = self._split_heads(self.k_proj(context))  # [B, M, h, D/h]
+        v = self._split_heads(self.v_proj(context))  # [B, M, h, D/h]
+        scale = (dim // self.num_heads) ** -0.5
+        logits = ops.einsum("blhd,bmhd->bhlm", ops.cast(q, "float32"), ops.cast(k, "float32"))
+        weights = ops.softmax(logits * scale, axis=-1)  # [B, h, L, M], float32
+        dropped = self.attn_drop(weights, training=training)
+        out = ops.einsum("bhlm,bmhd->blhd", ops.cast(dropped, v.dtype), v)  # [B, L, h, D/h]
+        length = x.shape[1] if x.shape[1] is not None else ops.shape(x)[1]
+        out = ops.reshape(out, (ops.shape(x)[0], length, dim))  # [B, L, D]
+        out = self.proj_drop(self.out_proj(out), training=training)
+        return out, weights
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads,
+            qkv_bias=self.qkv_bias,
+            attn_dropout=self.attn_dropout,
+            proj_dropout=self.proj_dropout,
+            seed=self.seed,
+        )
+        return config

@@ -1,0 +1,195 @@
+"""Object queries: learned, sampled from learned Gaussians, or k-means of the tokens.
+
+Every query generator has ``call(tokens, num_slots=None, training=False) -> [B, K, D]``.
+"""
+
+import keras
+from keras import ops
+
+from osc_tf.layers import stateless_random
+from osc_tf.layers.kmeans import kmeans, kmeans_plus_plus_init
+
+
+@keras.saving.register_keras_serializable(package="osc_tf")
+class LearnedQueries(keras.layers.Layer):
+    """K learned query vectors, the same for every image.
+
+    Args:
+        num_slots: K.
+        stddev: truncated-normal initialiser's standard deviation.
+
+    Call:
+        tokens: ``[B, N, D]`` backbone tokens (only B and D are used).
+        num_slots: None or K; any other value is an error (K is fixed).
+
+    Returns:
+        ``[B, K, D]``.
+    """
+
+    def __init__(self, num_slots: int = 11, stddev: float = 0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.num_slots = num_slots
+        self.stddev = stddev
+
+    def build(self, tokens_shape):
+        self.queries = self.add_weight(
+            shape=(1, self.num_slots, tokens_shape[-1]),
+            initializer=keras.initializers.TruncatedNormal(stddev=self.stddev),
+            name="queries",
+        )
+
+    def call(self, tokens, num_slots=None, training=False):
+        if num_slots is not None and num_slots != self.num_slots:
+            raise ValueError(
+                f"LearnedQueries has a fixed number of slots K={self.num_slots}; "
+                f"num_slots={num_slots} was requested. Use GaussianQueries or "
+                "KMeansQueries to choose the number of slots at call time."
+            )
+        batch = ops.shape(tokens)[0]
+        queries = ops.cast(self.queries, self.compute_dtype)
+        return ops.broadcast_to(queries, (batch, self.num_slots, tokens.shape[-1]))  # [B, K, D]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_slots=self.num_slots, stddev=self.stddev)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="osc_tf")
+class GaussianQueries(keras.layers.Layer):
+    """Queries sampled from a uniform mixture of C learned diagonal Gaussians.
+
+    Each query is ``mu_c + exp(log_sigma_c) * eps`` with ``eps ~ N(0, I)``
+    drawn per image and per slot and, when C > 1, the component c drawn
+    uniformly per image and per slot. Gradients reach ``mu`` and
+    ``log_sigma`` (reparameterisation). ``mu`` and ``log_sigma`` ``[C, D]``
+    start uniform in ``±sqrt(6/D)``.
+
+    Randomness: in training, noise comes from a ``keras.random.SeedGenerator``
+    (a new draw every step); in inference it comes from the fixed integer
+    ``seed``, so the same batch gives the same queries on every call and
+    after saving and loading.
+
+    Args:
+        num_slots: default K (a call may ask for another).
+        num_components: C.
+        seed: integer seed of both the generator and the inference noise.
+
+    Call:
+        tokens: ``[B, N, D]`` (only B and D are used).
+        num_slots: None (the default K) or any positive K.
+        training: Python bool.
+
+    Returns:
+        ``[B, K, D]``.
+    """
+
+    def __init__(self, num_slots: int = 11, num_components: int = 1, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_slots = num_slots
+        self.num_components = num_components
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, tokens_shape):
+        dim = tokens_shape[-1]
+        bound = (6.0 / dim) ** 0.5
+        init = keras.initializers.RandomUniform(-bound, bound, seed=self.seed)
+        shape = (self.num_components, dim)
+        # Read in float32 even under a mixed policy (no autocast): sampling runs in float32.
+        self.mu = self.add_weight(shape=shape, initializer=init, name="mu", autocast=False)
+        init_sigma = keras.initializers.RandomUniform(-bound, bound, seed=self.seed + 1)
+        self.log_sigma = self.add_weight(
+            shape=shape, initializer=init_sigma, name="log_sigma", autocast=False
+        )
+
+    def call(self, tokens, num_slots=None, training=False):
+        num_slots = num_slots or self.num_slots
+        dim = tokens.shape[-1]
+        shape = (ops.shape(tokens)[0], num_slots)
+        noise_seed = self.seed_generator if training else self.seed
+        eps = stateless_random.normal((*shape, dim), noise_seed)  # [B, K, D], float32
+        mu = ops.cast(self.mu, "float32")
+        sigma = ops.exp(ops.cast(self.log_sigma, "float32"))
+        if self.num_components == 1:
+            queries = mu[None] + sigma[None] * eps  # [B, K, D]
+        else:
+            pick_seed = self.seed_generator if training else self.seed + 1
+            component = stateless_random.randint(shape, pick_seed, self.num_components)
+            onehot = ops.one_hot(component, self.num_components)  # [B, K, C]
+            queries = (
+                ops.einsum("bkc,cd->bkd", onehot, mu)
+                + ops.einsum("bkc,cd->bkd", onehot, sigma) * eps
+            )  # [B, K, D]
+        return ops.cast(queries, self.compute_dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_slots=self.num_slots, num_components=self.num_components, seed=self.seed)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="osc_tf")
+class KMeansQueries(keras.layers.Layer):
+    """Queries are the k-means centroids of each image's backbone tokens.
+
+    Batched k-means inside the graph (see ``osc_tf.layers.kmeans``): per-image
+    k-means++ initialisation with distinct tokens, Lloyd iterations until the
+    centroids move less than ``tol`` or ``max_iters`` is reached, empty
+    clusters keep their previous centroid (never NaN), float32 throughout,
+    no gradient through the centroids. With ``distance="cosine"`` it is
+    spherical k-means and the queries are unit vectors.
+
+    Args:
+        num_slots: default K (a call may ask for another).
+        distance: ``"euclidean"`` or ``"cosine"``.
+        max_iters: static bound on Lloyd iterations.
+        tol: early-stop threshold on the largest centroid move.
+        seed: integer seed of the k-means++ draws (fixed, so the same
+            tokens give the same queries).
+
+    Call:
+        tokens: ``[B, N, D]``; needs N >= K.
+        num_slots: None (the default K) or any K <= N.
+
+    Returns:
+        ``[B, K, D]``.
+    """
+
+    def __init__(
+        self,
+        num_slots: int = 11,
+        distance: str = "euclidean",
+        max_iters: int = 20,
+        tol: float = 1e-6,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if distance not in ("euclidean", "cosine"):
+            raise ValueError(f"distance must be 'euclidean' or 'cosine', got {distance!r}")
+        self.num_slots = num_slots
+        self.distance = distance
+        self.max_iters = max_iters
+        self.tol = tol
+        self.seed = seed
+
+    def call(self, tokens, num_slots=None, training=False):
+        num_slots = num_slots or self.num_slots
+        x = ops.stop_gradient(ops.cast(tokens, "float32"))
+        if tokens.shape[1] is not None and num_slots > tokens.shape[1]:
+            raise ValueError(f"num_slots={num_slots} exceeds the {tokens.shape[1]} tokens")
+        init = kmeans_plus_plus_init(x, num_slots, self.distance, seed=self.seed)
+        centroids, _ = kmeans(x, init, self.distance, self.max_iters, self.tol)
+        return ops.cast(ops.stop_gradient(centroids), self.compute_dtype)  # [B, K, D]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_slots=self.num_slots,
+            distance=self.distance,
+            max_iters=self.max_iters,
+            tol=self.tol,
+            seed=self.seed,
+        )
+        return config

@@ -1,0 +1,267 @@
+"""Patch Vision Transformer backbone: patch embedding, positional embedding, pre-norm blocks."""
+
+import keras
+from keras import ops
+
+from osc_tf.layers.attention import MultiHeadAttention
+from osc_tf.layers.heads import MLPHead
+
+LAYER_NORM_EPSILON = 1e-5
+
+
+def _offset(seed: int | None, k: int) -> int | None:
+    return None if seed is None else seed + k
+
+
+@keras.saving.register_keras_serializable(package="osc_tf")
+class TransformerBlock(keras.layers.Layer):
+    """Pre-norm block ``x += DropPath(MHSA(LN(x))); x += DropPath(MLP(LN(x)))``.
+
+    Args:
+        num_heads: attention heads.
+        mlp_ratio: MLP hidden width as a multiple of D.
+        qkv_bias: bias on the q, k, v projections.
+        dropout: dropout after the attention projection and in the MLP.
+        attn_dropout: dropout on the attention weights.
+        drop_path: stochastic-depth rate (a whole residual branch dropped per sample).
+        seed: optional integer seed for all random ops of the block.
+
+    Call:
+        x: ``[B, N, D]``.
+
+    Returns:
+        ``[B, N, D]``.
+    """
+
+    def __init__(
+        self,
+        num_heads: int,
+        mlp_ratio: float = 2.0,
+        qkv_bias: bool = False,
+        dropout: float = 0.0,
+        attn_dropout: float = 0.0,
+        drop_path: float = 0.0,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.mlp_ratio = mlp_ratio
+        self.qkv_bias = qkv_bias
+        self.dropout = dropout
+        self.attn_dropout = attn_dropout
+        self.drop_path = drop_path
+        self.seed = seed
+        policy = self.dtype_policy
+        self.norm1 = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, dtype=policy)
+        self.attn = MultiHeadAttention(
+            num_heads, qkv_bias, attn_dropout, dropout, seed=_offset(seed, 0), dtype=policy
+        )
+        self.norm2 = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, dtype=policy)
+        self.mlp = MLPHead(mlp_ratio, dropout=dropout, seed=_offset(seed, 2), dtype=policy)
+        # Stochastic depth: one Bernoulli draw per sample, broadcast over tokens and channels.
+        self.drop_path1 = keras.layers.Dropout(
+            drop_path, noise_shape=(None, 1, 1), seed=_offset(seed, 4), dtype=policy
+        )
+        self.drop_path2 = keras.layers.Dropout(
+            drop_path, noise_shape=(None, 1, 1), seed=_offset(seed, 5), dtype=policy
+        )
+
+    def build(self, x_shape):
+        for layer in (self.norm1, self.norm2, self.mlp):
+            layer.build(x_shape)
+        self.attn.build(x_shape)
+
+    def call(self, x, training=False):
+        attended, _ = self.attn(self.norm1(x), training=training)
+        x = x + self.drop_path1(attended, training=training)
+        return x + self.drop_path2(self.mlp(self.norm2(x), training=training), training=training)
+
+    def compute_output_shape(self, x_shape):
+        return x_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads,
+            mlp_ratio=self.mlp_ratio,
+            qkv_bias=self.qkv_bias,
+            dropout=self.dropout,
+            attn_dropout=self.attn_dropout,
+            drop_path=self.drop_path,
+            seed=self.seed,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="osc_tf")
+class ViT(keras.layers.Layer):
+    """Patch Vision Transformer returning patch tokens and a pooled vector.
+
+    Images are cut into non-overlapping P×P patches (a strided convolution),
+    a learned positional embedding is added to the patch tokens before the
+    first block or before every block, and pre-norm transformer blocks follow
+    (scaled dot-product attention, exact GELU, LayerNorm epsilon 1e-5).
+    Defaults are the original study's: P=8, D=64, 4 layers, 4 heads, MLP
+    ratio 2, positional embedding before every block, no q/k/v bias.
+
+    Args:
+        patch_size: P; image height and width must be multiples of P.
+        embed_dim: D.
+        num_layers: number of blocks.
+        num_heads: attention heads per block.
+        mlp_ratio: MLP hidden width as a multiple of D.
+        qkv_bias: bias on the q, k, v projections.
+        dropout: dropout after attention projections and in MLPs.
+        attn_dropout: dropout on attention weights.
+        drop_path: stochastic-depth rate of every block.
+        pos_embed_every_layer: add the positional embedding before every block
+            (True) or only before the first (False).
+        pooling: ``"avg"`` (mean of patch tokens) or ``"cls"`` (an extra
+            learned token, never given a positional embedding).
+        output_norm: apply a final LayerNorm to all tokens.
+        seed: optional integer seed for all random ops.
+
+    Call:
+        images: ``[B, H, W, C]`` normalised float images; H, W static.
+
+    Returns:
+        ``{"tokens": [B, N, D], "pooled": [B, D]}`` with ``N = H/P · W/P``.
+    """
+
+    POOLINGS = ("avg", "cls")
+
+    def __init__(
+        self,
+        patch_size: int = 8,
+        embed_dim: int = 64,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        mlp_ratio: float = 2.0,
+        qkv_bias: bool = False,
+        dropout: float = 0.0,
+        attn_dropout: float = 0.0,
+        drop_path: float = 0.0,
+        pos_embed_every_layer: bool = True,
+        pooling: str = "avg",
+        output_norm: bool = False,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if pooling not in self.POOLINGS:
+            raise ValueError(f"pooling must be one of {self.POOLINGS}, got {pooling!r}")
+        self.patch_size = patch_size
+        self.embed_dim = embed_dim
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.mlp_ratio = mlp_ratio
+        self.qkv_bias = qkv_bias
+        self.dropout = dropout
+        self.attn_dropout = attn_dropout
+        self.drop_path = drop_path
+        self.pos_embed_every_layer = pos_embed_every_layer
+        self.pooling = pooling
+        self.output_norm = output_norm
+        self.seed = seed
+        policy = self.dtype_policy
+        self.patch_embed = keras.layers.Conv2D(
+            embed_dim, patch_size, strides=patch_size, name="patch_embed", dtype=policy
+        )
+        self.blocks = [
+            TransformerBlock(
+                num_heads,
+                mlp_ratio,
+                qkv_bias,
+                dropout,
+                attn_dropout,
+                drop_path,
+                seed=_offset(seed, 10 * i),
+                name=f"block_{i}",
+                dtype=policy,
+            )
+            for i in range(num_layers)
+        ]
+        self.norm = (
+            keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, dtype=policy)
+            if output_norm
+            else None
+        )
+
+    def build(self, images_shape):
+        height, width = images_shape[1], images_shape[2]
+        if height is None or width is None or height % self.patch_size or width % self.patch_size:
+            raise ValueError(
+                f"image size {height}x{width} must be static and divisible by P={self.patch_size}"
+            )
+        grid = (height // self.patch_size, width // self.patch_size)
+        self.patch_embed.build(images_shape)
+        self.grid_size = grid
+        self.pos_embed = self.add_weight(
+            shape=(1, *grid, self.embed_dim),
+            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            name="pos_embed",
+        )
+        if self.pooling == "cls":
+            self.cls_token = self.add_weight(
+                shape=(1, 1, self.embed_dim),
+                initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+                name="cls_token",
+            )
+        num_tokens = grid[0] * grid[1] + (self.pooling == "cls")
+        for block in self.blocks:
+            block.build((None, num_tokens, self.embed_dim))
+        if self.norm is not None:
+            self.norm.build((None, num_tokens, self.embed_dim))
+
+    def positional_embedding(self, height: int, width: int):
+        """The positional embedding ``[1, N, D]`` for images of ``height × width`` pixels.
+
+        The learned table has the grid of the images seen at build time; for
+        another grid it is resized by bilinear interpolation.
+        """
+        grid = (height // self.patch_size, width // self.patch_size)
+        table = ops.cast(self.pos_embed, self.compute_dtype)  # [1, H/P, W/P, D]
+        if grid != self.grid_size:
+            table = ops.image.resize(table, grid, interpolation="bilinear")
+        return ops.reshape(table, (1, grid[0] * grid[1], self.embed_dim))  # [1, N, D]
+
+    def call(self, images, training=False):
+        x = self.patch_embed(images)  # [B, H/P, W/P, D]
+        batch = ops.shape(x)[0]
+        x = ops.reshape(x, (batch, -1, self.embed_dim))  # [B, N, D]
+        pos = self.positional_embedding(images.shape[1], images.shape[2])  # [1, N, D]
+        num_cls = 0
+        if self.pooling == "cls":
+            num_cls = 1
+            cls = ops.broadcast_to(ops.cast(self.cls_token, x.dtype), (batch, 1, self.embed_dim))
+            x = ops.concatenate([cls, x], axis=1)  # [B, 1+N, D]
+            pos = ops.pad(pos, ((0, 0), (1, 0), (0, 0)))  # CLS gets no positional embedding
+        for i, block in enumerate(self.blocks):
+            if i == 0 or self.pos_embed_every_layer:
+                x = x + pos
+            x = block(x, training=training)
+        if self.norm is not None:
+            x = self.norm(x)
+        tokens = x[:, num_cls:]  # [B, N, D]
+        pooled = x[:, 0] if self.pooling == "cls" else ops.mean(tokens, axis=1)  # [B, D]
+        return {"tokens": tokens, "pooled": pooled}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            patch_size=self.patch_size,
+            embed_dim=self.embed_dim,
+            num_layers=self.num_layers,
+            num_heads=self.num_heads,
+            mlp_ratio=self.mlp_ratio,
+            qkv_bias=self.qkv_bias,
+            dropout=self.dropout,
+            attn_dropout=self.attn_dropout,
+            drop_path=self.drop_path,
+            pos_embed_every_layer=self.pos_embed_every_layer,
+            pooling=self.pooling,
+            output_norm=self.output_norm,
+            seed=self.seed,
+        )
+        return config

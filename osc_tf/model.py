@@ -1,0 +1,162 @@
+"""ObjectCentricModel: a backbone, an optional object branch and a global branch.
+
+Architectures are compositions of parts, chosen in gin (``gin/model/``):
+
+- ``global_only``: backbone pooling → global function → global projection.
+- ``parallel``: the same, plus an object branch on the backbone tokens:
+  queries → object function → object projection.
+- ``slots_to_global``: the object branch first; the global function takes
+  the mean of the slots (``global_from_slots=True``; backbone pooling
+  ``avg``). The original study's default.
+"""
+
+import keras
+from keras import ops
+
+OUTPUT_KEYS = ("backbone_tokens", "global_features", "global_projection")
+OBJECT_OUTPUT_KEYS = ("slots", "slot_projection", "attention")
+_PARTS = (
+    "backbone",
+    "global_fn",
+    "global_proj",
+    "queries",
+    "object_fn",
+    "object_proj",
+    "global_pool",
+)
+
+
+@keras.saving.register_keras_serializable(package="osc_tf")
+class ObjectCentricModel(keras.Model):
+    """Global and object-centric representations of images.
+
+    Args:
+        backbone: ``call(images, training) -> {"tokens": [B, N, D], "pooled": [B, D]}``,
+            e.g. ``ViT``; it must expose ``positional_embedding(height, width)`` if
+            ``object_pos_embedding`` is set.
+        global_fn: ``[B, D] -> [B, D]`` (e.g. ``MLPHead(hidden_mult=2)``).
+        global_proj: ``[B, D] -> [B, E]`` (e.g. ``MLPHead(hidden_mult=2, out_bias=False)``).
+        queries: query generator ``call(tokens, num_slots=None, training=False) -> [B, K, D]``;
+            None for an architecture without objects.
+        object_fn: ``call(queries, tokens, training=False) -> (slots [B, K, D],
+            attention [B, K, N])``; None together with ``queries``.
+        object_proj: ``[B, K, D] -> [B, K, E]``; None together with ``queries``.
+        global_from_slots: the global branch reads the slots instead of the
+            backbone (needs the object branch and a backbone without CLS pooling).
+        global_pool: optional set pooling ``[B, M, D] -> [B, D]`` applied to the
+            backbone tokens (or the slots) instead of the backbone's pooled
+            vector (or the mean of the slots), e.g. ``CrossAttentionPool``.
+        object_pos_embedding: add the backbone's positional embedding to the
+            tokens given to the object function (queries still see raw tokens).
+
+    Call:
+        images: ``[B, H, W, 3]`` normalised float32 images.
+        training: Python bool.
+        num_slots: K for query generators that allow choosing it per call.
+
+    Returns:
+        A dict of float32 tensors: ``backbone_tokens [B, N, D]``,
+        ``global_features [B, D]``, ``global_projection [B, E]`` and, with an
+        object branch, ``slots [B, K, D]``, ``slot_projection [B, K, E]``,
+        ``attention [B, K, N]``.
+    """
+
+    def __init__(
+        self,
+        backbone,
+        global_fn,
+        global_proj,
+        queries=None,
+        object_fn=None,
+        object_proj=None,
+        global_from_slots: bool = False,
+        global_pool=None,
+        object_pos_embedding: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        object_parts = {"queries": queries, "object_fn": object_fn, "object_proj": object_proj}
+        missing = [name for name, part in object_parts.items() if part is None]
+        if missing and len(missing) < len(object_parts):
+            raise ValueError(
+                f"The object branch needs queries, object_fn and object_proj together; "
+                f"missing: {missing}. Leave all three unset for a global-only model."
+            )
+        if missing and (global_from_slots or object_pos_embedding):
+            raise ValueError(
+                "global_from_slots and object_pos_embedding need an object branch "
+                "(queries, object_fn, object_proj)."
+            )
+        if global_from_slots and getattr(backbone, "pooling", None) == "cls":
+            raise ValueError(
+                "global_from_slots=True ignores the backbone's CLS token; use pooling='avg'."
+            )
+        self.backbone = backbone
+        self.global_fn = global_fn
+        self.global_proj = global_proj
+        self.queries = queries
+        self.object_fn = object_fn
+        self.object_proj = object_proj
+        self.global_from_slots = global_from_slots
+        self.global_pool = global_pool
+        self.object_pos_embedding = object_pos_embedding
+
+    @property
+    def has_objects(self) -> bool:
+        """Whether the model has an object branch (slots, projections, attention)."""
+        return self.queries is not None
+
+    def build(self, images_shape):
+        # Builds every part, inside the current tf.distribute strategy scope if any.
+        self.compute_output_spec(keras.KerasTensor(images_shape))
+        self.built = True
+
+    def call(self, images, training=False, num_slots=None):
+        features = self.backbone(images, training=training)
+        tokens = features["tokens"]  # [B, N, D]
+        outputs = {"backbone_tokens": tokens}
+        if self.has_objects:
+            queries = self.queries(tokens, num_slots=num_slots, training=training)  # [B, K, D]
+            object_tokens = tokens
+            if self.object_pos_embedding:
+                pos = self.backbone.positional_embedding(images.shape[1], images.shape[2])
+                object_tokens = tokens + ops.cast(pos, tokens.dtype)  # [B, N, D]
+            slots, attention = self.object_fn(queries, object_tokens, training=training)
+            outputs["slots"] = slots  # [B, K, D]
+            outputs["slot_projection"] = self.object_proj(slots, training=training)  # [B, K, E]
+            outputs["attention"] = attention  # [B, K, N]
+        if self.global_pool is not None:
+            pooled_set = slots if self.global_from_slots else tokens  # [B, K or N, D]
+            pooled = self.global_pool(pooled_set, training=training)
+        elif self.global_from_slots:
+            pooled = ops.mean(slots, axis=1)  # [B, D]
+        else:
+            pooled = features["pooled"]  # [B, D]
+        global_features = self.global_fn(pooled, training=training)  # [B, D]
+        outputs["global_features"] = global_features
+        outputs["global_projection"] = self.global_proj(global_features, training=training)
+        return {key: ops.cast(value, "float32") for key, value in outputs.items()}
+
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable}
+        config["dtype"] = keras.saving.serialize_keras_object(self.dtype_policy)
+        for part in _PARTS:
+            layer = getattr(self, part)
+            config[part] = None if layer is None else keras.saving.serialize_keras_object(layer)
+        config.update(
+            global_from_slots=self.global_from_slots,
+            object_pos_embedding=self.object_pos_embedding,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        for part in _PARTS:
+            if config.get(part) is not None:
+                config[part] = keras.saving.deserialize_keras_object(
+                    config[part], custom_objects=custom_objects
+                )
+        if "dtype" in config and isinstance(config["dtype"], dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)

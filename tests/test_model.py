@@ -1,0 +1,274 @@
+"""ObjectCentricModel built from the gin files: every composition, contracts, save/load."""
+
+import os
+import pathlib
+
+import gin
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import osc_tf.configurables  # noqa: F401  (registers the gin names)
+from osc_tf.layers.heads import MLPHead
+from osc_tf.layers.queries import LearnedQueries
+from osc_tf.layers.slot_attention import SlotAttention
+from osc_tf.layers.vit import ViT
+from osc_tf.model import ObjectCentricModel
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+gin.add_config_file_search_path(str(REPO))  # gin includes are relative to the repository root
+
+B, SIZE, K, D = 2, 32, 4, 16
+N = (SIZE // 8) ** 2
+IMAGES = np.random.default_rng(0).normal(size=(B, SIZE, SIZE, 3)).astype("float32")
+TINY = [
+    f"ViT.embed_dim = {D}",
+    "ViT.num_layers = 1",
+    "ViT.num_heads = 2",
+    f"LearnedQueries.num_slots = {K}",
+    f"GaussianQueries.num_slots = {K}",
+    f"KMeansQueries.num_slots = {K}",
+    "KMeansQueries.max_iters = 5",
+    "SlotAttention.num_iters = 2",
+    "CrossAttentionDecoder.num_layers = 1",
+    "CrossAttentionDecoder.num_heads = 2",
+    "CoAttentionDecoder.num_heads = 2",
+]
+QUERIES = ["learned", "gaussian", "gaussian_mixture", "kmeans_euclidean", "kmeans_cosine"]
+OBJECT_FNS = ["slot_attention", "cross_attention", "co_attention"]
+# Every query and object function appears in the default run; the full sweep is slow.
+DEFAULT_COMBINATIONS = {
+    ("parallel", "learned", "slot_attention"),
+    ("parallel", "gaussian", "cross_attention"),
+    ("parallel", "kmeans_cosine", "co_attention"),
+    ("slots_to_global", "gaussian_mixture", "slot_attention"),
+    ("slots_to_global", "kmeans_euclidean", "cross_attention"),
+    ("slots_to_global", "learned", "co_attention"),
+}
+
+
+def build_model(architecture, queries=None, object_fn=None, bindings=(), tiny=True):
+    """An ObjectCentricModel from gin/model files (+ tiny sizes), the way training builds it."""
+    files = [
+        f"gin/model/architecture/{architecture}.gin",
+        "gin/model/backbone/vit_micro.gin",
+        "gin/model/backbone/patch8.gin",
+    ]
+    files += [f"gin/model/queries/{queries}.gin"] if queries else []
+    files += [f"gin/model/obj_fn/{object_fn}.gin"] if object_fn else []
+    gin.clear_config()
+    try:
+        gin.parse_config_files_and_bindings(
+            files, (TINY if tiny else []) + list(bindings), finalize_config=False
+        )
+        return gin.get_configurable("ObjectCentricModel")()
+    finally:
+        gin.clear_config()
+
+
+def _combinations():
+    yield pytest.param("global_only", None, None, id="global_only")
+    for architecture in ("parallel", "slots_to_global"):
+        for queries in QUERIES:
+            for object_fn in OBJECT_FNS:
+                combination = (architecture, queries, object_fn)
+                marks = () if combination in DEFAULT_COMBINATIONS else pytest.mark.slow
+                yield pytest.param(*combination, marks=marks, id="-".join(combination))
+
+
+@pytest.mark.parametrize("architecture, queries, object_fn", _combinations())
+def test_every_composition_runs_forward_and_backward(architecture, queries, object_fn):
+    model = build_model(architecture, queries, object_fn)
+    with tf.GradientTape() as tape:
+        outputs = model(IMAGES, training=True)
+        loss = sum(tf.reduce_mean(tf.square(v)) for v in outputs.values())
+    expected = {
+        "backbone_tokens": (B, N, D),
+        "global_features": (B, D),
+        "global_projection": (B, D),
+    }
+    if object_fn:
+        expected.update(slots=(B, K, D), slot_projection=(B, K, D), attention=(B, K, N))
+    assert {key: tuple(v.shape) for key, v in outputs.items()} == expected
+    assert all(v.dtype == "float32" and np.all(np.isfinite(v)) for v in outputs.values())
+    grads = tape.gradient(loss, model.trainable_weights)
+    no_gradient = [w.path for w, g in zip(model.trainable_weights, grads, strict=True) if g is None]
+    assert not no_gradient
+    assert all(np.all(np.isfinite(g)) for g in grads)
+    if object_fn:
+        attention = np.array(model(IMAGES)["attention"])
+        axis = 1 if object_fn == "slot_attention" else 2  # over slots, or over tokens
+        np.testing.assert_allclose(attention.sum(axis=axis), 1.0, rtol=1e-5)
+
+
+def test_default_gin_is_the_original_study():
+    gin.clear_config()
+    try:
+        gin.parse_config_files_and_bindings(["gin/model/default.gin"], [], finalize_config=False)
+        model = gin.get_configurable("ObjectCentricModel")()
+    finally:
+        gin.clear_config()
+    vit = model.backbone.get_config()
+    assert (vit["patch_size"], vit["embed_dim"], vit["num_layers"], vit["num_heads"]) == (
+        8,
+        64,
+        4,
+        4,
+    )
+    assert vit["mlp_ratio"] == 2.0 and vit["pooling"] == "avg" and vit["pos_embed_every_layer"]
+    assert model.global_from_slots and model.queries.num_slots == 11
+    assert isinstance(model.object_fn, SlotAttention) and model.object_fn.num_iters == 3
+    assert model.object_fn.hidden_mult == 2.0
+    heads = [(h.hidden_mult, h.out_bias) for h in (model.global_fn, model.global_proj)]
+    assert heads == [(2.0, True), (2.0, False)]
+    assert (model.object_proj.hidden_mult, model.object_proj.out_bias) == (4.0, False)
+    outputs = model(np.zeros((1, 64, 64, 3), "float32"))
+    assert outputs["slot_projection"].shape == (1, 11, 64)  # E defaults to D
+    assert outputs["global_projection"].shape == (1, 64)
+
+
+def test_composition_values():
+    """The global branch reads what the architecture says it reads."""
+    slots_model = build_model("slots_to_global", "learned", "slot_attention")
+    out = slots_model(IMAGES)
+    from_slots = slots_model.global_fn(np.mean(out["slots"], axis=1))
+    np.testing.assert_allclose(out["global_features"], from_slots, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        out["slot_projection"], slots_model.object_proj(out["slots"]), rtol=1e-5, atol=1e-6
+    )
+
+    parallel = build_model("parallel", "learned", "cross_attention")
+    out = parallel(IMAGES)
+    pooled = parallel.backbone(IMAGES)["pooled"]  # the CLS token
+    np.testing.assert_allclose(out["global_features"], parallel.global_fn(pooled), rtol=1e-5)
+
+    positional = build_model(
+        "parallel", "learned", "slot_attention", ["ObjectCentricModel.object_pos_embedding = True"]
+    )
+    out = positional(IMAGES)
+    tokens = out["backbone_tokens"]
+    queries = positional.queries(tokens)
+    pos = positional.backbone.positional_embedding(SIZE, SIZE)
+    slots, attention = positional.object_fn(queries, tokens + pos)
+    np.testing.assert_allclose(out["slots"], slots, rtol=1e-5, atol=1e-6)
+    without, _ = positional.object_fn(queries, tokens)
+    assert not np.allclose(without, slots)
+
+
+def test_num_slots_at_call_time():
+    for queries in ("gaussian", "kmeans_cosine"):
+        model = build_model("slots_to_global", queries, "cross_attention")
+        outputs = model(IMAGES, num_slots=7)
+        assert outputs["slots"].shape == (B, 7, D) and outputs["attention"].shape == (B, 7, N)
+        assert outputs["slot_projection"].shape == (B, 7, D)
+    learned = build_model("slots_to_global", "learned", "slot_attention")
+    assert learned(IMAGES, num_slots=K)["slots"].shape == (B, K, D)
+    with pytest.raises(ValueError, match=f"fixed number of slots K={K}; num_slots=7"):
+        learned(IMAGES, num_slots=7)
+
+
+def test_save_load_and_config_round_trip(tmp_path):
+    model = build_model(
+        "slots_to_global",
+        "gaussian_mixture",
+        "co_attention",
+        [
+            "ObjectCentricModel.global_pool = @CrossAttentionPool()",
+            "CrossAttentionPool.num_heads = 2",
+        ],
+    )
+    outputs = model(IMAGES)
+    config = model.get_config()
+    assert ObjectCentricModel.from_config(config).get_config() == config
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, ObjectCentricModel) and loaded.global_pool is not None
+    reloaded = loaded(IMAGES)
+    for key, value in outputs.items():
+        np.testing.assert_array_equal(reloaded[key], value, err_msg=key)
+
+
+def test_invalid_compositions_fail_loudly():
+    vit, head = ViT(embed_dim=D, num_layers=1, num_heads=2), MLPHead()
+    with pytest.raises(ValueError, match="missing: \\['object_fn', 'object_proj'\\]"):
+        ObjectCentricModel(vit, head, MLPHead(), queries=LearnedQueries(K))
+    with pytest.raises(ValueError, match="need an object branch"):
+        ObjectCentricModel(vit, head, MLPHead(), global_from_slots=True)
+    with pytest.raises(ValueError, match="pooling='avg'"):
+        ObjectCentricModel(
+            ViT(pooling="cls"), head, MLPHead(), LearnedQueries(), SlotAttention(), MLPHead(), True
+        )
+    with pytest.raises(ValueError, match="FooQueries"):
+        build_model(
+            "parallel", None, "slot_attention", ["ObjectCentricModel.queries = @FooQueries()"]
+        )
+    with pytest.raises(ValueError, match="distance"):
+        build_model(
+            "parallel", "kmeans_cosine", "slot_attention", ["KMeansQueries.distance = 'l1'"]
+        )
+
+
+def test_xla_forward_and_backward_match_eager():
+    model = build_model("slots_to_global", "kmeans_euclidean", "slot_attention")
+    eager = model(IMAGES)
+
+    @tf.function(jit_compile=True)
+    def step(images):
+        with tf.GradientTape() as tape:
+            outputs = model(images, training=True)
+            loss = tf.add_n([tf.reduce_mean(tf.square(v)) for v in outputs.values()])
+        return outputs, tape.gradient(loss, model.trainable_variables)
+
+    outputs, grads = step(IMAGES)
+    for key, value in eager.items():
+        np.testing.assert_allclose(outputs[key], value, rtol=1e-4, atol=1e-4, err_msg=key)
+    assert all(g is not None and np.all(np.isfinite(g)) for g in grads)
+
+
+def test_traced_with_unknown_batch_serves_any_batch():
+    model = build_model("parallel", "gaussian_mixture", "slot_attention")
+    serve = tf.function(
+        lambda images: model(images),
+        input_signature=[tf.TensorSpec((None, SIZE, SIZE, 3), tf.float32)],
+    )
+    concrete = serve.get_concrete_function()
+    assert all(t.shape[0] is None for t in concrete.structured_outputs.values())
+    single = serve(IMAGES[:1])
+    assert single["slots"].shape == (1, K, D)
+    triple = np.concatenate([IMAGES, IMAGES[:1]])
+    np.testing.assert_allclose(
+        serve(triple)["global_projection"], model(triple)["global_projection"], rtol=1e-5
+    )
+
+
+def test_mixed_bfloat16_model_is_close_to_float32():
+    reference_model = build_model("slots_to_global", "learned", "slot_attention")
+    reference = reference_model(IMAGES)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = build_model("slots_to_global", "learned", "slot_attention")
+        mixed(IMAGES)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert mixed.backbone.compute_dtype == "bfloat16"
+    mixed.set_weights(reference_model.get_weights())
+    outputs = mixed(IMAGES)
+    for key, value in reference.items():
+        assert outputs[key].dtype == "float32"
+        scale = np.abs(value).max()
+        np.testing.assert_allclose(outputs[key], value, atol=0.03 * scale, rtol=0, err_msg=key)
+
+
+def test_weights_are_created_under_a_distribution_strategy():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        model = build_model("parallel", "gaussian", "cross_attention")
+        model.build((None, SIZE, SIZE, 3))
+    assert model.built and len(model.trainable_weights) > 0
+    assert all(
+        isinstance(w.value, tf.distribute.DistributedValues) for w in model.trainable_weights
+    )
+    per_replica = strategy.run(lambda x: model(x)["slots"], args=(tf.constant(IMAGES),))
+    assert strategy.experimental_local_results(per_replica)[0].shape == (B, K, D)
