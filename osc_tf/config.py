@@ -34,9 +34,7 @@ def _resolve(path: str) -> str:
     candidate = os.path.join(REPO_ROOT, path)
     if os.path.exists(candidate):
         return candidate
-    raise ConfigError(
-        f"gin file not found: {path!r} (looked in {os.getcwd()!r} and {REPO_ROOT!r})"
-    )
+    raise ConfigError(f"gin file not found: {path!r} (looked in {os.getcwd()!r} and {REPO_ROOT!r})")
 
 
 def parse(gin_files: Sequence[str] = (), gin_params: Sequence[str] = ()) -> None:
@@ -136,7 +134,5 @@ def read_workdir(workdir: str, gin_params: Sequence[str] = ()) -> None:
     """Parses a run's stored configuration (plus optional extra bindings)."""
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
-        raise ConfigError(
-            f"{path!r} does not exist: is {workdir!r} the workdir of a training run?"
-        )
+        raise ConfigError(f"{path!r} does not exist: is {workdir!r} the workdir of a training run?")
     parse([path], gin_params)

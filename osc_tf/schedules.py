@@ -56,7 +56,9 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         if int(total_steps) < 1:
             raise ValueError(f"WarmupDecay.total_steps must be >= 1, got {total_steps}")
         if not 0.0 <= warmup_fraction <= 1.0:
-            raise ValueError(f"WarmupDecay.warmup_fraction must be in [0, 1], got {warmup_fraction}")
+            raise ValueError(
+                f"WarmupDecay.warmup_fraction must be in [0, 1], got {warmup_fraction}"
+            )
         if decay_fraction is not None and not 0.0 <= warmup_fraction + decay_fraction <= 1.0:
             raise ValueError(
                 "WarmupDecay.warmup_fraction + decay_fraction must be in [0, 1], got "

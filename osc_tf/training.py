@@ -188,7 +188,9 @@ def _writers(workdir: str, chief: bool) -> dict:
     if not chief:
         return {k: tf.summary.create_noop_writer() for k in ("train", "validation")}
     root = os.path.join(workdir, "tensorboard")
-    return {k: tf.summary.create_file_writer(os.path.join(root, k)) for k in ("train", "validation")}
+    return {
+        k: tf.summary.create_file_writer(os.path.join(root, k)) for k in ("train", "validation")
+    }
 
 
 def _write(writer, logs: dict, step: int) -> None:
