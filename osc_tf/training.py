@@ -22,8 +22,11 @@ import numpy as np
 import tensorflow as tf
 
 from osc_tf import config, distribute
+from osc_tf.evaluation.run import evaluate_run
+from osc_tf.export import export_model
 from osc_tf.run_state import Checkpoints, Console, PreemptionFlag, write_run_info
 from osc_tf.schedules import WarmupDecay
+from osc_tf.workdir import build_data, build_model
 
 log = logging.getLogger("osc_tf")
 
@@ -35,9 +38,7 @@ def train(
     num_steps: int = 10_000,
     batch_size: int = 64,
     seed: int = 0,
-    model: Callable = gin.REQUIRED,
-    data=gin.REQUIRED,
-    objective=gin.REQUIRED,
+    objective: Callable = gin.REQUIRED,
     optimizer: Callable = keras.optimizers.AdamW,
     lr_schedule: Callable = WarmupDecay,
     strategy: str = "auto",
@@ -48,60 +49,74 @@ def train(
     val_batches: int = 4,
     viz_interval: int = 1000,
     test_interval: int = 0,
+    test_max_samples: int | None = None,
     checkpoint_interval: int = 1000,
     keep_checkpoints: int = 3,
     init_from: str | None = None,
-    evaluate_fn: Callable | None = None,
-    export_fn: Callable | None = None,
+    evaluate: bool = True,
+    export: bool = True,
 ) -> dict:
-    """Trains ``model`` on two-view batches of ``data`` to minimise ``objective``.
+    """Trains the configured ``ObjectCentricModel`` on ``MultiObjectData`` two-view batches.
 
     Args:
         workdir: where config, checkpoints, TensorBoard events, metrics and export go.
         num_steps: total step budget; re-running a workdir with a larger one continues.
         batch_size: images per step (global, across replicas); each gives two views.
         seed: seeds Keras (weights, sampling, dropout) and the data order/augmentation.
-        model: class or factory of the ``ObjectCentricModel`` (``@ObjectCentricModel``).
-        data: the data object (``@MultiObjectData()``).
         objective: the weighted loss (``@Objective()``).
         optimizer: optimizer class, called with ``learning_rate=<schedule>``.
         lr_schedule: schedule class, called with ``total_steps=num_steps``.
         strategy: ``auto`` | ``default`` | ``mirrored`` | ``multi_worker`` (osc_tf.distribute).
         precision: ``float32`` | ``mixed_bfloat16`` | ``mixed_float16`` (loss scaling).
         jit_compile: XLA-compile the per-replica forward/backward.
-        *_interval: steps between console logs, validation losses, attention figures,
-            evaluation (0 = only at the end) and checkpoints.
+        log_interval, val_interval, viz_interval, checkpoint_interval: steps between
+            console/TensorBoard logs, validation losses, attention figures, checkpoints.
+        test_interval: steps between evaluations on the test split (0: only at the end).
+        test_max_samples: cap on test images per evaluation (None: the whole split).
         val_batches: validation batches per validation.
         init_from: checkpoint or workdir whose model weights start a new run.
-        evaluate_fn: ``evaluate_fn(model, data, workdir, step)`` (e.g. ``@evaluate``).
-        export_fn: ``export_fn(model, workdir)`` at the end (e.g. ``@export_model``).
+        evaluate: evaluate at ``test_interval`` and at the end.
+        export: write the SavedModel to ``workdir/export`` at the end.
 
     Returns:
         The last logged training metrics plus ``step`` and ``status``.
     """
+    for name, value in (("num_steps", num_steps), ("batch_size", batch_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"train.{name} must be a positive integer, got {value!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
     strat = distribute.select_strategy(strategy)
     chief = distribute.is_chief(strat)
-    keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_global_policy(precision)
+    data = build_data()
     with strat.scope():
-        net = model()
-        net.build_for_images(data.image_shape)
+        net = build_model(seed, data.crop_size)
         opt = optimizer(learning_rate=lr_schedule(total_steps=num_steps))
         if precision == "mixed_float16":
             opt = keras.optimizers.LossScaleOptimizer(opt)
-        net.compile(optimizer=opt, objective=objective, jit_compile_step=jit_compile)
+        net.compile(optimizer=opt, objective=objective, jit_compile_forward=jit_compile)
         opt.build(net.trainable_variables)
     ckpts = Checkpoints(workdir, net, opt, keep=keep_checkpoints, chief=chief)
     start = ckpts.restore_or_initialize(init_from)
+    writers = _writers(workdir, chief)
     if chief:
         config.write(workdir)
         write_run_info(workdir, seed=seed, start_step=start)
-    writers = _writers(workdir, chief)
-    if chief and start == 0:
-        with writers["train"].as_default(step=0):
+        with writers["train"].as_default(step=start):
             tf.summary.text("operative_config", "```\n" + config.config_text() + "\n```")
+
+    def evaluate_now(step):
+        evaluate_run(
+            net,
+            data,
+            workdir,
+            step,
+            init_model_fn=lambda: build_model(seed, data.crop_size),
+            max_samples=test_max_samples,
+            checkpoint=ckpts.latest,
+            progress=console.tty,
+        )
 
     train_ds = strat.distribute_datasets_from_function(
         lambda ctx: data.train(batch_size, seed=seed, input_context=ctx, start_step=start)
@@ -109,10 +124,9 @@ def train(
     step_fn = _distributed(strat, net.train_step)
     val_fn = _distributed(strat, net.test_step)
     console = Console(num_steps, start, log_interval)
-    preempt = PreemptionFlag()
     logs, step, iterator = {}, start, iter(train_ds)
     tick, images_seen = time.perf_counter(), 0
-    with preempt:
+    with PreemptionFlag() as preempt:
         while step < num_steps:
             logs = {k: float(v) for k, v in step_fn(next(iterator)).items()}
             step += 1
@@ -140,10 +154,11 @@ def train(
             if preempt.raised:
                 log.warning("signal received: checkpoint saved at step %d; stopping", step)
                 return {**logs, "step": step, "status": "preempted"}
-            if evaluate_fn is not None and chief and _due(step, test_interval, last):
-                evaluate_fn(net, data, workdir, step)
-    if export_fn is not None and chief:
-        export_fn(net, workdir)
+            if evaluate and chief and _due(step, test_interval, last):
+                evaluate_now(step)
+    if export and chief:
+        console.note(step, "export", {})
+        export_model(net, workdir, data.crop_size)
     result = {**logs, "step": step, "status": "finished"}
     if chief:
         with open(os.path.join(workdir, "train_result.json"), "w") as f:

@@ -13,30 +13,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-
-def attention_maps(attention: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``attention [B,K,N]`` on a square patch grid → nearest-upsampled ``[B,K,H,W]``."""
-    attention = np.asarray(attention, dtype=np.float32)
-    b, k, n = attention.shape
-    grid = int(round(np.sqrt(n)))
-    if grid * grid != n:
-        raise ValueError(f"attention over {n} tokens is not a square patch grid")
-    maps = attention.reshape(b, k, grid, grid)  # [B, K, h, w]
-    rows = np.minimum((np.arange(height) * grid) // height, grid - 1)
-    cols = np.minimum((np.arange(width) * grid) // width, grid - 1)
-    return maps[:, :, rows][:, :, :, cols]  # [B, K, H, W]
+from osc_tf.evaluation.segmentation import upsample_attention  # noqa: E402
 
 
 def attention_figure(images: np.ndarray, attention: np.ndarray, max_images: int = 8) -> bytes:
     """PNG bytes: one row per image — the image, then each slot's attention over it.
 
     Args:
-        images: ``[B,H,W,3]`` floats in [0, 1].
+        images: ``[B,S,S,3]`` floats in [0, 1] (square crops).
         attention: ``[B,K,N]`` slot attention over the ``N`` patch tokens.
     """
     images = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)[:max_images]
     b, h, w, _ = images.shape
-    maps = attention_maps(np.asarray(attention)[:b], h, w)  # [B, K, H, W]
+    maps = upsample_attention(np.asarray(attention)[:b], h).numpy()  # [B, K, H, W]
     # Each map scaled to its own maximum: decoders' attention sums to 1 over tokens.
     maps = maps / np.maximum(maps.max(axis=(2, 3), keepdims=True), 1e-12)
     k = maps.shape[1]
