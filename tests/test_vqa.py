@@ -117,3 +117,19 @@ def test_probe_rejects_bad_inputs():
         linear_probe(np.zeros((8, 2, 3, 4)), np.zeros((8, 5)))
     with pytest.raises(ValueError, match="split"):
         linear_probe(np.zeros((1, 4)), np.zeros((1, 5)))
+
+
+def test_gin_names_configure_the_probe():
+    import gin
+
+    import osc_tf.configurables  # noqa: F401
+
+    gin.parse_config("linear_probe.num_steps = 7\nlinear_probe.train_fraction = 0.5")
+    try:
+        rng = np.random.default_rng(4)
+        result = gin.get_configurable("linear_probe")(
+            rng.normal(size=(40, 3)), rng.random((40, 4)) < 0.3
+        )
+    finally:
+        gin.clear_config()
+    assert result.train_loss.shape == (7,) and result.metrics["num_train"] == 20
