@@ -68,7 +68,7 @@ def upsample_attention(attention: tf.Tensor, size: int) -> tf.Tensor:
 def otsu_threshold(maps: tf.Tensor, num_bins: int = 256) -> tf.Tensor:
     """Otsu's threshold of every map, from its own histogram over [min, max].
 
-    The histogram has ``num_bins`` equal bins spanning each map's range; the
+    The histogram (of float32 values) has ``num_bins`` equal bins spanning each map's range; the
     threshold is the centre of the last bin of the lower class of the split
     that maximises the between-class variance (as ``skimage.filters.threshold_otsu``).
     A constant map's threshold is its value.
@@ -78,19 +78,22 @@ def otsu_threshold(maps: tf.Tensor, num_bins: int = 256) -> tf.Tensor:
         num_bins: histogram bins.
 
     Returns:
-        float64 [...] thresholds; ``maps > threshold`` is the foreground.
+        float32 [...] thresholds; ``maps > threshold`` is the foreground.
     """
     maps = tf.convert_to_tensor(maps)
     lead = tf.shape(maps)[:-2]
-    x = tf.reshape(tf.cast(maps, tf.float64), [-1, tf.reduce_prod(tf.shape(maps)[-2:])])  # [R, P]
+    x = tf.reshape(tf.cast(maps, tf.float32), [-1, tf.reduce_prod(tf.shape(maps)[-2:])])  # [R, P]
     rows = tf.shape(x)[0]
     lo = tf.reduce_min(x, axis=1, keepdims=True)  # [R, 1]
     width = tf.reduce_max(x, axis=1, keepdims=True) - lo  # [R, 1]
+    # Bins in float32 (a value within float32 rounding of an edge may fall in either bin).
     bins = tf.cast(tf.floor((x - lo) * tf.math.divide_no_nan(float(num_bins), width)), tf.int32)
     bins = tf.clip_by_value(bins, 0, num_bins - 1)  # the maximum goes to the last bin
     ids = bins + tf.range(rows)[:, None] * num_bins  # [R, P]
-    counts = tf.math.unsorted_segment_sum(tf.ones_like(x), ids, rows * num_bins)
-    counts = tf.reshape(counts, [rows, num_bins])  # [R, num_bins]
+    size = rows * num_bins
+    counts = tf.math.bincount(ids, minlength=size, maxlength=size)  # int32 [R·num_bins]
+    counts = tf.cast(tf.reshape(counts, [rows, num_bins]), tf.float64)  # [R, num_bins]
+    lo, width = tf.cast(lo, tf.float64), tf.cast(width, tf.float64)
     steps = tf.range(num_bins, dtype=tf.float64)[None, :] + 0.5
     centres = lo + steps * width / num_bins  # [R, num_bins]
     mass = counts * centres
@@ -101,13 +104,13 @@ def otsu_threshold(maps: tf.Tensor, num_bins: int = 256) -> tf.Tensor:
     between = w_low * w_high * tf.square(mean_low - mean_high)  # [R, num_bins - 1]
     best = tf.argmax(between, axis=1, output_type=tf.int32)  # first maximum
     threshold = tf.gather(centres, best, batch_dims=1)  # [R]
-    return tf.reshape(threshold, lead)
+    return tf.reshape(tf.cast(threshold, tf.float32), lead)
 
 
 def otsu_masks(maps: tf.Tensor, num_bins: int = 256) -> tf.Tensor:
     """Binarises every map [..., H, W] at its Otsu threshold: bool [..., H, W]."""
     threshold = otsu_threshold(maps, num_bins)
-    return tf.cast(maps, tf.float64) > threshold[..., None, None]
+    return tf.cast(maps, tf.float32) > threshold[..., None, None]
 
 
 def _overlaps(true: tf.Tensor, pred: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
