@@ -223,7 +223,7 @@ def test_streaming_equals_one_batch_and_skips_images_without_objects():
     whole.update(attention, masks, visibility)
     parts = SegmentationMetrics()
     parts.update(attention[:3], masks[:3], visibility[:3])
-    parts.update(attention[3:], masks[3:], visibility[3:])
+    parts.update(attention[3:], masks[3:].astype(np.uint8), visibility[3:].astype(np.float32))
     got, want = parts.result(), whole.result()
     assert got.keys() == want.keys() and all(type(v) is float for v in got.values())
     for key in got:
@@ -251,3 +251,21 @@ def test_match_background_gives_the_background_a_slot():
     out = segmentation_metrics(attention, masks, visibility, match_background=True)
     np.testing.assert_array_equal(out["slot"][0], [-1, 0, -1, -1])
     np.testing.assert_allclose(out["iou"], [(4 / 5 + 0) / 2], rtol=1e-6)
+
+
+def test_graph_with_unknown_shapes_equals_eager():
+    attention, masks, visibility = _scene()
+    graph = tf.function(
+        segmentation_metrics,
+        input_signature=[
+            tf.TensorSpec([None, None, None], tf.float32),
+            tf.TensorSpec([None, None, None, None], tf.bool),
+            tf.TensorSpec([None, None], tf.bool),
+        ],
+    )
+    got, want = (
+        graph(attention, masks, visibility),
+        segmentation_metrics(attention, masks, visibility),
+    )
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-6, err_msg=key)

@@ -326,14 +326,14 @@ class SegmentationMetrics:
     def update(
         self, attention: tf.Tensor, masks: tf.Tensor, visibility: tf.Tensor
     ) -> dict[str, tf.Tensor]:
-        """Adds a batch: attention [B,K,N], masks bool [B,E,S,S], visibility bool [B,E].
+        """Adds a batch: attention [B,K,N], masks [B,E,S,S] and visibility [B,E] (bool or 0/1).
 
         Returns the batch's per-image dict from ``segmentation_metrics`` (for figures).
         """
         out = _segmentation_metrics_graph(
             attention,
-            tf.convert_to_tensor(masks, tf.bool),
-            tf.convert_to_tensor(visibility, tf.bool),
+            tf.cast(masks, tf.bool),  # bool, or 0/1 numbers (CLEVR's visibility is float32)
+            tf.cast(visibility, tf.bool),
             num_bins=self.num_bins,
             match_background=self.match_background,
         )
