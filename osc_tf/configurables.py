@@ -68,3 +68,15 @@ gin.external_configurable(losses.Objective, name="Objective")
 
 
 # --- evaluation and export (osc_tf.evaluation, osc_tf.export) -----------------
+# An orchestrator takes these by reference (``evaluate.probe = @linear_probe``) or
+# fetches the configured callables with ``gin.get_configurable("linear_probe")``, e.g.
+#   linear_probe.num_steps = 2000
+#   linear_probe.pos_weight = 14.0
+#   SegmentationMetrics.match_background = True
+#   segmentation_figures.num_images = 4
+# isort: split
+from osc_tf.evaluation import figures, segmentation, vqa  # noqa: E402
+
+gin.external_configurable(vqa.linear_probe, name="linear_probe")
+gin.external_configurable(segmentation.SegmentationMetrics, name="SegmentationMetrics")
+gin.external_configurable(figures.segmentation_figures, name="segmentation_figures")
