@@ -342,19 +342,45 @@ def count_records(path: str | os.PathLike, limit: int | None = None) -> int:
     return int(sum(as_numpy(path, ds)))
 
 
-_ONE_BYTE = [bytes([i]) for i in range(256)]
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _feature_entry(name: str, value: np.ndarray, dtype: str) -> bytes:
+    """One ``Features.feature`` map entry holding a BytesList or a FloatList."""
+    if dtype == UINT8:
+        # BytesList.value (field 1): tag 0x0A, length 1, the byte — per element.
+        elements = np.empty((value.size, 3), np.uint8)
+        elements[:, 0], elements[:, 1], elements[:, 2] = 0x0A, 1, value
+        feature = _field(1, elements.tobytes())  # Feature.bytes_list = 1
+    else:
+        packed = _field(1, value.astype("<f4").tobytes())  # FloatList.value, packed
+        feature = _field(2, packed)  # Feature.float_list = 2
+    return _field(1, _field(1, name.encode()) + _field(2, feature))  # map entry
 
 
 def encode(example: Mapping[str, np.ndarray], spec: DatasetSpec) -> bytes:
     """A serialized ``tf.train.Example`` in the official byte format.
 
     ``example`` holds every feature of ``spec`` in the layout ``read`` returns
-    (masks ``[E, H, W, 1]``); uint8 features must hold integers in [0, 255].
+    (masks ``[E, H, W, 1]``); uint8 features must hold integers in [0, 255]. The
+    protobuf wire format is written directly with numpy (a BytesList of a million
+    1-byte strings takes ~100x longer through the protobuf API).
     """
     missing = [f.name for f in spec.features if f.name not in example]
     if missing:
         raise ValueError(f"{spec.name} example lacks features {missing}")
-    feature = {}
+    entries = []
     for f in spec.features:
         value = np.asarray(example[f.name])
         if value.shape != f.shape:
@@ -368,12 +394,9 @@ def encode(example: Mapping[str, np.ndarray], spec: DatasetSpec) -> bytes:
             integral = flat.dtype.kind in "ui" or np.all(flat == np.round(flat))
             if flat.size and (flat.min() < 0 or flat.max() > 255 or not integral):
                 raise ValueError(f"{spec.name} feature {f.name!r}: values are not uint8")
-            strings = [_ONE_BYTE[v] for v in flat.astype(np.uint8).tolist()]
-            feature[f.name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=strings))
-        else:
-            floats = flat.astype(np.float32)
-            feature[f.name] = tf.train.Feature(float_list=tf.train.FloatList(value=floats))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+            flat = flat.astype(np.uint8)
+        entries.append(_feature_entry(f.name, flat, f.dtype))
+    return _field(1, b"".join(entries))  # Example.features = 1
 
 
 def write(

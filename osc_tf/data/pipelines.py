@@ -215,7 +215,9 @@ class MultiObjectData:
         return self.builder.as_dataset(
             split=name,
             shuffle_files=shuffle,
-            read_config=tfds.ReadConfig(shuffle_seed=seed, try_autocache=False),
+            read_config=tfds.ReadConfig(
+                shuffle_seed=seed, try_autocache=False, enable_ordering_guard=False
+            ),
             decoders=tfds.decode.PartialDecoding({k: True for k in features}),
         )
 
@@ -240,7 +242,8 @@ class MultiObjectData:
             batch_size = input_context.get_per_replica_batch_size(batch_size)
             pipeline_id = input_context.input_pipeline_id
         ds = self._read("train", ("image",), input_context, shuffle=True, seed=seed)
-        ds = ds.repeat().shuffle(self.shuffle_buffer, seed=seed).enumerate()
+        buffer = min(self.shuffle_buffer, self.num_examples_in("train"))
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat().enumerate()
         stream = seed * 1_000_003 + pipeline_id
         ds = ds.map(lambda i, ex: (ex["image"], tf.stack([tf.constant(stream, tf.int64), i])))
         return self._two_views(ds, batch_size, drop_remainder=True)

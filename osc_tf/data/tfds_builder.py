@@ -168,13 +168,12 @@ class MultiObject(tfds.core.GeneratorBasedBuilder):
         "pass the folder as manual_dir. Expected file names: "
         + ", ".join(s.file_name for s in multi_object.SPECS.values())
     )
-    # Splits keep the native record order; training pipelines shuffle.
-    disable_shuffling = True
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
             features=_features(self.builder_config.spec),
             description=self.builder_config.description,
+            disable_shuffling=True,  # splits keep the record order; training shuffles
         )
 
     def _split_generators(self, dl_manager):
@@ -184,11 +183,10 @@ class MultiObject(tfds.core.GeneratorBasedBuilder):
             return {k: self._generate_synthetic(*b) for k, b in bounds.items()}
         try:
             manual_dir = dl_manager.manual_dir
-        except AssertionError as e:
+        except AssertionError as e:  # TFDS: missing or empty manual dir
             raise FileNotFoundError(
-                f"No manual_dir for {config.name}: {config.spec.file_name!r} is expected "
-                f"there. {self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
-            ) from e
+                f"{config.name} needs {config.spec.file_name!r} in the manual dir: {e}"
+            ) from None
         path = multi_object.find_native_file(manual_dir, config.dataset, config.variant)
         num_records = multi_object.count_records(path, limit=config.num_examples)
         bounds = split_bounds(config.dataset, num_records)
@@ -227,7 +225,8 @@ def builder(
     """The builder of one dataset/size in ``data_dir`` (None: TFDS's default dir)."""
     config = make_config(dataset, variant, num_examples, height=height, width=width, seed=seed)
     data_dir = None if data_dir is None else os.fspath(os.path.expanduser(data_dir))
-    return MultiObject(config=config, data_dir=data_dir)
+    named = config.name in MultiObject.builder_configs  # TFDS wants the name then
+    return MultiObject(config=config.name if named else config, data_dir=data_dir)
 
 
 def prepare(
@@ -246,3 +245,14 @@ def prepare(
         download_mode=mode,
     )
     builder_.download_and_prepare(download_config=config)
+
+
+def summary(builder_: MultiObject) -> str:
+    """Examples and bytes per split of a prepared dataset, one line each."""
+    lines = [f"{builder_.builder_config.name} in {builder_.data_dir}"]
+    for name in ("train", "validation", "test"):
+        split = builder_.info.splits[name]
+        lines.append(
+            f"  {name:<10} {split.num_examples:>9,d} examples {split.num_bytes:>15,d} bytes"
+        )
+    return "\n".join(lines)
