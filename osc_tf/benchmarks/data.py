@@ -69,17 +69,22 @@ def native_vs_prepared(workdir: str, num: int) -> dict[str, float]:
     return rates
 
 
-def train_rate(workdir: str, num: int, batch_size: int, batches: int) -> dict[str, float]:
+def train_rate(
+    workdir: str, num: int, batch_size: int, batches: int, size: tuple[int, int]
+) -> dict[str, float]:
     """Images/s (two 128x128 views each) of ``MultiObjectData.train`` on synthetic data."""
-    data = pipelines.MultiObjectData(data_dir=os.path.join(workdir, "tfds"), num_examples=num)
+    data = pipelines.MultiObjectData(
+        data_dir=os.path.join(workdir, "tfds"), num_examples=num, image_size=size
+    )
     start = time.perf_counter()
     data.prepare()
     build = num / (time.perf_counter() - start)
     it = iter(data.train(batch_size, seed=0))
     rate = _rate(it, batches, warmup=3) * batch_size
+    h, w = size
     return {
-        "synthetic TFDS build scenes/s": build,
-        "train pipeline images/s (2 views, 128x128)": rate,
+        f"synthetic TFDS build scenes/s ({h}x{w})": build,
+        f"train pipeline images/s (2 views of 128x128 from {h}x{w})": rate,
     }
 
 
@@ -90,6 +95,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--train_scenes", type=int, default=2000)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--batches", type=int, default=50)
+    parser.add_argument("--train_size", default="120x160", help="HxW of the train images")
     parser.add_argument(
         "--build_default", action="store_true", help="time building the 10,000-scene default"
     )
@@ -98,7 +104,8 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as workdir:
         results.update(synthetic_rates(args.scenes))
         results.update(native_vs_prepared(workdir, args.native_records))
-        results.update(train_rate(workdir, args.train_scenes, args.batch_size, args.batches))
+        size = tuple(int(v) for v in args.train_size.split("x"))
+        results.update(train_rate(workdir, args.train_scenes, args.batch_size, args.batches, size))
         if args.build_default:
             builder = tfds_builder.builder(data_dir=os.path.join(workdir, "default"))
             start = time.perf_counter()
