@@ -177,16 +177,24 @@ class MultiObjectData:
             self._prepared = True
             return
         command = f"python scripts/prepare_data.py --dataset {config.dataset}"
-        if config.variant:
-            command += f" --variant {config.variant}"
-        if config.num_examples and config.dataset != tfds_builder.SYNTHETIC:
-            command += f" --num_examples {config.num_examples}"
-        command += " --manual_dir DIR_WITH_" + self.spec.file_name.upper().replace(".", "_")
+        if config.dataset == tfds_builder.SYNTHETIC:
+            command += f" --num_examples {config.num_examples} --height {config.height}"
+            command += f" --width {config.width} --seed {config.seed}"
+            fetch = " Build it with:"
+        else:
+            if config.variant:
+                command += f" --variant {config.variant}"
+            if config.num_examples:
+                command += f" --num_examples {config.num_examples}"
+            command += " --manual_dir DIR"
+            fetch = (
+                f" Put {self.spec.file_name} (gs://multi-object-datasets/{config.dataset}/) "
+                "in a folder DIR and run:"
+            )
         if self.data_dir is not None:
             command += f" --data_dir {self.data_dir}"
         raise FileNotFoundError(
-            f"{config.name} is not prepared in {self.builder.data_dir_root}. Prepare it "
-            f"with: {command}"
+            f"{config.name} is not prepared in {self.builder.data_dir_root}.{fetch} {command}"
         )
 
     def num_examples_in(self, split: str) -> int:

@@ -176,7 +176,7 @@ def test_unprepared_deepmind_data_points_at_prepare_data(tmp_path):
         data.train(4)
     message = str(error.value)
     assert "scripts/prepare_data.py --dataset multi_dsprites --variant binarized" in message
-    assert "multi_dsprites_binarized.tfrecords".upper().replace(".", "_") in message
+    assert "multi_dsprites_binarized.tfrecords" in message and str(tmp_path) in message
     assert not data.has_vqa and data.num_background == 1 and data.num_entities == 4
     room = pipelines.MultiObjectData("objects_room", "train", data_dir=tmp_path)
     assert room.num_background == 4 and room.num_entities == 7
@@ -195,3 +195,49 @@ def test_synthetic_data_is_built_when_missing(tmp_path):
     )
     with pytest.raises(FileNotFoundError, match="prepare_data.py --dataset synthetic"):
         frozen.prepare()
+
+
+def test_deepmind_grayscale_dataset_through_the_pipelines(tmp_path):
+    """multi_dsprites binarized: 1-channel images, E=4, visibility but no VQA."""
+    from osc_tf.data import multi_object, tfds_builder
+
+    rng = np.random.default_rng(0)
+    examples = []
+    for _ in range(20):
+        labels = rng.integers(0, 3, (64, 64))  # entity 3 absent
+        mask = (labels[None] == np.arange(4)[:, None, None]).astype(np.uint8)[..., None] * 255
+        example = {
+            k: rng.normal(size=(4,)).astype(np.float32)
+            for k in ("x", "y", "shape", "orientation", "scale")
+        }
+        example.update(
+            image=(labels[..., None] * 100).astype(np.uint8),
+            mask=mask,
+            color=rng.uniform(size=(4, 1)).astype(np.float32),
+            visibility=np.array([1, 1, 0, 0], np.float32),  # entity 2 flagged invisible
+        )
+        examples.append(example)
+    multi_object.write(
+        tmp_path / "multi_dsprites_binarized.tfrecords", examples, "multi_dsprites", "binarized"
+    )
+    data = pipelines.MultiObjectData(
+        "multi_dsprites", "binarized", data_dir=tmp_path / "tfds", crop_size=32
+    )
+    tfds_builder.prepare(data.builder, manual_dir=tmp_path)
+    views = next(iter(data.train(batch_size=4)))["images"].numpy()
+    assert views.shape == (8, 32, 32, 3)
+    rgb = augment.denormalize(views).numpy()
+    np.testing.assert_allclose(rgb[..., 0], rgb[..., 2], atol=0.02)  # gray stays gray-ish
+    test = next(iter(data.test(batch_size=3)))
+    assert "vqa" not in test and test["masks"].shape == (3, 4, 32, 32)
+    for k in range(3):
+        original = examples[17 + k]  # test = records 17..19
+        masks = original["mask"][..., 0] > 0
+        expected = masks[:, _nearest(64, 32)][:, :, _nearest(64, 32)]
+        np.testing.assert_array_equal(test["masks"][k].numpy(), expected)
+        np.testing.assert_array_equal(
+            test["visibility"][k].numpy(), expected.any(axis=(1, 2)) & [True, True, False, False]
+        )
+        gray = original["image"][..., 0].astype(np.float32)
+        resized = tf.image.resize(gray[..., None], [32, 32], antialias=True).numpy()[..., 0]
+        np.testing.assert_allclose(test["image_uint8"][k].numpy()[..., 1], resized, atol=0.51)
