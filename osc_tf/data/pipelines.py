@@ -173,7 +173,11 @@ class MultiObjectData:
             return
         config = self.builder.builder_config
         if config.dataset == tfds_builder.SYNTHETIC and self.build_synthetic:
-            tfds_builder.prepare(self.builder)
+            try:
+                tfds_builder.prepare(self.builder)
+            except OSError:  # another process (e.g. another worker) finished it first
+                if not self.builder.is_prepared():
+                    raise
             self._prepared = True
             return
         command = f"python scripts/prepare_data.py --dataset {config.dataset}"
