@@ -13,6 +13,15 @@ import gin
 import osc_tf  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 
 # --- data (osc_tf.data) -------------------------------------------------------
+def _register_data() -> None:
+    """``MultiObjectData`` (gin/data/*.gin pick the dataset) and ``TwoViewAugment``."""
+    from osc_tf.data import augment, pipelines
+
+    gin.external_configurable(pipelines.MultiObjectData)
+    gin.external_configurable(augment.TwoViewAugment)
+
+
+_register_data()
 
 
 # --- layers (osc_tf.layers) ---------------------------------------------------
