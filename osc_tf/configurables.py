@@ -13,6 +13,15 @@ import gin
 import osc_tf  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 
 # --- data (osc_tf.data) -------------------------------------------------------
+def _register_data() -> None:
+    """``MultiObjectData`` (gin/data/*.gin pick the dataset) and ``TwoViewAugment``."""
+    from osc_tf.data import augment, pipelines
+
+    gin.external_configurable(pipelines.MultiObjectData)
+    gin.external_configurable(augment.TwoViewAugment)
+
+
+_register_data()
 
 
 # --- layers (osc_tf.layers) ---------------------------------------------------
@@ -68,3 +77,15 @@ gin.external_configurable(losses.Objective, name="Objective")
 
 
 # --- evaluation and export (osc_tf.evaluation, osc_tf.export) -----------------
+# An orchestrator takes these by reference (``evaluate.probe = @linear_probe``) or
+# fetches the configured callables with ``gin.get_configurable("linear_probe")``, e.g.
+#   linear_probe.num_steps = 2000
+#   linear_probe.pos_weight = 14.0
+#   SegmentationMetrics.match_background = True
+#   segmentation_figures.num_images = 4
+# isort: split
+from osc_tf.evaluation import figures, segmentation, vqa  # noqa: E402
+
+gin.external_configurable(vqa.linear_probe, name="linear_probe")
+gin.external_configurable(segmentation.SegmentationMetrics, name="SegmentationMetrics")
+gin.external_configurable(figures.segmentation_figures, name="segmentation_figures")

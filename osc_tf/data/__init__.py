@@ -1,1 +1,1 @@
-"""Datasets: native DeepMind multi-object records, synthetic scenes, TFDS builder, pipelines."""
+"""Data: native multi-object records, synthetic scenes, the TFDS builder and tf.data pipelines."""

@@ -1,0 +1,315 @@
+"""tf.data pipelines for training, validation and test: ``MultiObjectData``.
+
+    data = MultiObjectData(dataset="synthetic")        # built on first use if missing
+    data.train(batch_size=64, seed=0)       # {"images": float32 [2B, S, S, 3]}, infinite
+    data.validation(batch_size=64)          # same layout, fixed views, finite
+    data.test(batch_size=64)                # image, masks, visibility, vqa, image_uint8
+
+Two-view batches stack the views on the batch axis: rows 0..B-1 are view 0 of
+images 0..B-1, rows B..2B-1 view 1 of the same images. Under ``tf.distribute`` pass
+the ``tf.distribute.InputContext``: each input pipeline reads its own even part of
+the split and batches ``input_context.get_per_replica_batch_size(batch_size)``.
+
+Test batches (finite, last batch may be short unless ``drop_remainder``):
+
+    image        float32 [B, S, S, 3]  ``preprocess_for_inference`` of the image
+    image_uint8  uint8   [B, S, S, 3]  the same crop before normalisation (figures)
+    masks        bool    [B, E, S, S]  entity masks, centre-cropped, nearest resize
+    visibility   bool    [B, E]        entity present in the crop (and, where the
+                                       dataset says so, visible); entities
+                                       0..num_background-1 are background (1 for
+                                       CLEVR-like data, 4 for objects_room)
+    vqa          float32 [B, 96]       only for CLEVR-like data (``has_vqa``)
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from osc_tf.data import augment as augment_lib
+from osc_tf.data import tfds_builder
+
+VQA_SHAPE = (2, 8, 2, 3)  # sizes, colours, materials, shapes
+VQA_DIM = 96
+_SPLITS = ("train", "validation", "test")
+
+
+def preprocess_for_inference(images: tf.Tensor, crop_size: int) -> tf.Tensor:
+    """uint8 [B, H, W, C] -> float32 [B, S, S, 3]: centre square crop, resize, normalise.
+
+    Bilinear resize with antialiasing; any H, W (dynamic shapes are fine, for export).
+    """
+    return augment_lib.normalize(_centre_crop(_rgb(images), crop_size) / 255.0)
+
+
+def denormalize(images: tf.Tensor) -> tf.Tensor:
+    """Normalised float images [..., 3] -> float32 in [0, 1], for figures."""
+    return augment_lib.denormalize(images)
+
+
+def _rgb(images: tf.Tensor) -> tf.Tensor:
+    """[..., C] with C = 1 or 3 -> [..., 3]."""
+    return tf.image.grayscale_to_rgb(images) if images.shape[-1] == 1 else images
+
+
+def _centre_crop(images: tf.Tensor, crop_size: int, method: str = "bilinear") -> tf.Tensor:
+    """[B, H, W, C] -> float32 [B, S, S, C]: the centre square, resized."""
+    shape = tf.shape(images)
+    side = tf.minimum(shape[1], shape[2])
+    square = tf.image.crop_to_bounding_box(
+        images, (shape[1] - side) // 2, (shape[2] - side) // 2, side, side
+    )
+    return tf.image.resize(
+        tf.cast(square, tf.float32), [crop_size, crop_size], method=method, antialias=True
+    )
+
+
+def vqa_targets(size, color, material, shape, visible) -> tf.Tensor:
+    """Is there a visible object with each (size, colour, material, shape)?
+
+    Args:
+        size, color, material, shape: 1-based codes [..., E] (0 = background/absent).
+        visible: bool [..., E], False for the background and absent entities.
+
+    Returns:
+        float32 [..., 96]; index ``((size*8 + color)*2 + material)*3 + shape`` with
+        0-based codes (row-major over sizes 2, colours 8, materials 2, shapes 3).
+    """
+    codes = [tf.cast(c, tf.int32) - 1 for c in (size, color, material, shape)]
+    index = codes[0]
+    for code, n in zip(codes[1:], VQA_SHAPE[1:], strict=True):
+        index = index * n + code
+    valid = visible
+    for code, n in zip(codes, VQA_SHAPE, strict=True):
+        valid = valid & (code >= 0) & (code < n)
+    one_hot = tf.one_hot(tf.where(valid, index, -1), VQA_DIM)  # [..., E, 96]
+    return tf.reduce_max(one_hot, axis=-2)
+
+
+class MultiObjectData:
+    """One dataset (variant) as train / validation / test pipelines.
+
+    Args:
+        dataset: ``"synthetic"`` or a DeepMind dataset (``multi_object.DATASETS``).
+        variant: the variant of multi_dsprites / objects_room.
+        data_dir: TFDS data directory (None: TFDS's default, ``$TFDS_DATA_DIR`` or
+            ``~/tensorflow_datasets``).
+        augment: the two-view augmentation (default ``TwoViewAugment()``).
+        crop_size: S, side of the square crops fed to the model.
+        max_samples: cap on examples per split (int for every split, or a dict such
+            as ``{"train": 64}``) for debug / overfit runs.
+        num_examples: size of the prepared dataset: synthetic scenes to generate
+            (None: 10,000) or the first N native records (None: all).
+        image_size: synthetic scenes' (H, W) (None: 120x160).
+        synthetic_seed: seed of the synthetic scene stream.
+        shuffle_buffer: training shuffle buffer (examples).
+        validation_seed: base of the fixed per-image validation seeds.
+        build_synthetic: build the synthetic dataset when it is missing.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "synthetic",
+        variant: str | None = None,
+        data_dir: str | os.PathLike | None = None,
+        augment: augment_lib.TwoViewAugment | None = None,
+        crop_size: int = 128,
+        max_samples: int | dict[str, int] | None = None,
+        num_examples: int | None = None,
+        image_size: tuple[int, int] | None = None,
+        synthetic_seed: int = 0,
+        shuffle_buffer: int = 10_000,
+        validation_seed: int = 0,
+        build_synthetic: bool = True,
+    ):
+        self.dataset = dataset
+        self.variant = variant
+        self.data_dir = data_dir
+        self.augment = augment or augment_lib.TwoViewAugment()
+        self.crop_size = crop_size
+        self.max_samples = max_samples
+        self.num_examples = num_examples
+        self.image_size = image_size
+        self.synthetic_seed = synthetic_seed
+        self.shuffle_buffer = shuffle_buffer
+        self.validation_seed = validation_seed
+        self.build_synthetic = build_synthetic
+        height, width = image_size if image_size else (None, None)
+        self.builder = tfds_builder.builder(
+            dataset,
+            variant,
+            data_dir=data_dir,
+            num_examples=num_examples,
+            height=height,
+            width=width,
+            seed=synthetic_seed,
+        )
+        self.spec = self.builder.builder_config.spec
+        self._prepared = False
+
+    @property
+    def num_entities(self) -> int:
+        """E, masks per image (background included)."""
+        return self.spec.num_entities
+
+    @property
+    def num_background(self) -> int:
+        """Leading entities that are background."""
+        return self.spec.num_background
+
+    @property
+    def has_vqa(self) -> bool:
+        """Whether the test split has the 96 CLEVR attribute targets."""
+        names = {f.name for f in self.spec.features}
+        return {"size", "color", "material", "shape"} <= names
+
+    def prepare(self) -> None:
+        """Make sure the prepared dataset exists (builds synthetic data if allowed)."""
+        if self._prepared or self.builder.is_prepared():
+            self._prepared = True
+            return
+        config = self.builder.builder_config
+        if config.dataset == tfds_builder.SYNTHETIC and self.build_synthetic:
+            try:
+                tfds_builder.prepare(self.builder)
+            except OSError:  # another process (e.g. another worker) finished it first
+                if not self.builder.is_prepared():
+                    raise
+            self._prepared = True
+            return
+        command = f"python scripts/prepare_data.py --dataset {config.dataset}"
+        if config.dataset == tfds_builder.SYNTHETIC:
+            command += f" --num_examples {config.num_examples} --height {config.height}"
+            command += f" --width {config.width} --seed {config.seed}"
+            fetch = " Build it with:"
+        else:
+            if config.variant:
+                command += f" --variant {config.variant}"
+            if config.num_examples:
+                command += f" --num_examples {config.num_examples}"
+            command += " --manual_dir DIR"
+            fetch = (
+                f" Put {self.spec.file_name} (gs://multi-object-datasets/{config.dataset}/) "
+                "in a folder DIR and run:"
+            )
+        if self.data_dir is not None:
+            command += f" --data_dir {self.data_dir}"
+        raise FileNotFoundError(
+            f"{config.name} is not prepared in {self.builder.data_dir_root}.{fetch} {command}"
+        )
+
+    def num_examples_in(self, split: str) -> int:
+        """Examples the pipelines read from ``split`` (after ``max_samples``)."""
+        self.prepare()
+        total = self.builder.info.splits[split].num_examples
+        cap = self._cap(split)
+        return total if cap is None else min(total, cap)
+
+    def _cap(self, split: str) -> int | None:
+        if isinstance(self.max_samples, dict):
+            unknown = set(self.max_samples) - set(_SPLITS)
+            if unknown:
+                raise ValueError(f"max_samples keys must be in {_SPLITS}, got {unknown}")
+            return self.max_samples.get(split)
+        return self.max_samples
+
+    def _read(self, split, features, input_context, shuffle=False, seed=0) -> tf.data.Dataset:
+        self.prepare()
+        cap = self._cap(split)
+        name = split if cap is None else f"{split}[:{cap}]"
+        if input_context is not None and input_context.num_input_pipelines > 1:
+            name = tfds.even_splits(name, n=input_context.num_input_pipelines)[
+                input_context.input_pipeline_id
+            ]
+        return self.builder.as_dataset(
+            split=name,
+            shuffle_files=shuffle,
+            read_config=tfds.ReadConfig(
+                shuffle_seed=seed, try_autocache=False, enable_ordering_guard=False
+            ),
+            decoders=tfds.decode.PartialDecoding({k: True for k in features}),
+        )
+
+    def _two_views(self, ds, batch_size, drop_remainder) -> tf.data.Dataset:
+        """(image, seed int [2]) elements -> batches ``{"images": [2B, S, S, 3]}``."""
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = ds.map(
+            lambda images, seeds: {"images": self.augment(images, seeds, self.crop_size)},
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def train(self, batch_size: int, seed: int = 0, input_context=None) -> tf.data.Dataset:
+        """Infinite shuffled two-view batches ``{"images": float32 [2B, S, S, 3]}``.
+
+        ``batch_size`` is global; with ``input_context`` each pipeline yields its
+        per-replica share. Deterministic for a seed (and pipeline id); image number
+        i of the stream gets the augmentation seed (seed, pipeline id, i).
+        """
+        pipeline_id = 0
+        if input_context is not None:
+            batch_size = input_context.get_per_replica_batch_size(batch_size)
+            pipeline_id = input_context.input_pipeline_id
+        ds = self._read("train", ("image",), input_context, shuffle=True, seed=seed)
+        buffer = min(self.shuffle_buffer, self.num_examples_in("train"))
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat().enumerate()
+        stream = seed * 1_000_003 + pipeline_id
+        ds = ds.map(lambda i, ex: (ex["image"], tf.stack([tf.constant(stream, tf.int64), i])))
+        return self._two_views(ds, batch_size, drop_remainder=True)
+
+    def validation(
+        self, batch_size: int, input_context=None, drop_remainder: bool = False
+    ) -> tf.data.Dataset:
+        """Finite two-view batches; image r gets seed (validation_seed, r), r its record."""
+        if input_context is not None:
+            batch_size = input_context.get_per_replica_batch_size(batch_size)
+        ds = self._read("validation", ("image", "record_index"), input_context)
+        ds = ds.map(
+            lambda ex: (
+                ex["image"],
+                tf.stack([tf.constant(self.validation_seed, tf.int64), ex["record_index"]]),
+            )
+        )
+        return self._two_views(ds, batch_size, drop_remainder)
+
+    def test(
+        self, batch_size: int, input_context=None, drop_remainder: bool = False
+    ) -> tf.data.Dataset:
+        """Finite batches of centre crops with masks, visibility and VQA targets."""
+        if input_context is not None:
+            batch_size = input_context.get_per_replica_batch_size(batch_size)
+        features = [f.name for f in self.spec.features if f.name != "mask"]
+        features += ["segmentation", "mask_stack"]
+        ds = self._read("test", features, input_context)
+        ds = ds.map(self.test_example, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def test_example(self, example: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """One decoded prepared example -> one test example (see the module docstring)."""
+        example = tfds_builder.official(example, self.num_entities)
+        s = self.crop_size
+        crop = _centre_crop(_rgb(example["image"])[None], s)[0]  # [S, S, 3]
+        masks = _centre_crop(example["mask"], s, method="nearest")[..., 0] > 127  # [E, S, S]
+        visibility = tf.reduce_any(masks, axis=[1, 2])  # [E]
+        if "visibility" in example:
+            visibility &= tf.cast(example["visibility"], tf.bool)
+        out = {
+            "image": augment_lib.normalize(crop / 255.0),
+            "image_uint8": tf.cast(tf.round(tf.clip_by_value(crop, 0.0, 255.0)), tf.uint8),
+            "masks": masks,
+            "visibility": visibility,
+        }
+        if self.has_vqa:
+            foreground = visibility & (tf.range(self.num_entities) >= self.num_background)
+            out["vqa"] = vqa_targets(
+                example["size"],
+                example["color"],
+                example["material"],
+                example["shape"],
+                foreground,
+            )
+        return out

@@ -1,0 +1,170 @@
+"""Evaluation figures as PNG bytes (matplotlib's Agg canvas, no pyplot state).
+
+PNG bytes go to files as they are and to TensorBoard through
+``tf.summary.image(name, tf.image.decode_png(png)[None])``.
+"""
+
+import io
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from osc_tf.evaluation.vqa import ProbeResult, precision_recall_curve, roc_curve
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CELL_INCHES = 1.5  # side of one panel of the segmentation grid
+DPI = 80
+_ROWS = ("image", "attention", "Otsu mask", "overlay", "ground truth")
+
+
+def denormalize(
+    images: np.ndarray, mean: tuple = IMAGENET_MEAN, std: tuple = IMAGENET_STD
+) -> np.ndarray:
+    """Undoes per-channel normalisation of images [..., 3]; clipped to [0, 1]."""
+    return np.clip(np.asarray(images) * np.asarray(std) + np.asarray(mean), 0.0, 1.0)
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    return buffer.getvalue()
+
+
+def segmentation_figure(
+    image: np.ndarray,
+    soft_masks: np.ndarray,
+    binary_masks: np.ndarray,
+    masks: np.ndarray,
+    objects: np.ndarray,
+    slot: np.ndarray,
+    object_iou: np.ndarray,
+) -> bytes:
+    """One image's grid: rows image / attention / Otsu mask / overlay / ground truth.
+
+    Columns are the objects (entity order), each with its matched slot, then the
+    slots matched to no object; the ground-truth row names object, slot and IoU.
+
+    Args:
+        image: [S, S, 3] in [0, 1].
+        soft_masks: [K, S, S] upsampled attention of each slot.
+        binary_masks: bool [K, S, S] Otsu masks.
+        masks: bool [E, S, S] ground-truth entities.
+        objects: bool [E] which entities are objects of this image.
+        slot: int [E] matched slot of each object, -1 for none.
+        object_iou: [E] IoU of each object with its slot.
+
+    Returns:
+        PNG bytes, ``CELL_INCHES · DPI`` pixels per panel.
+    """
+    entities = np.flatnonzero(objects)
+    unmatched = sorted(set(range(len(soft_masks))) - set(slot[entities].tolist()))
+    columns = [(e, slot[e]) for e in entities] + [(None, k) for k in unmatched]
+    num_cols = max(len(columns), 1)
+    fig = Figure(figsize=(CELL_INCHES * num_cols, CELL_INCHES * len(_ROWS)))
+    axes = fig.subplots(len(_ROWS), num_cols, squeeze=False)
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.08, top=0.95, wspace=0.05, hspace=0.3)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[0, 1:]:
+        ax.set_axis_off()
+    axes[0, 0].imshow(image)
+    mean_iou = object_iou[entities].mean() if len(entities) else float("nan")
+    axes[0, 0].set_title(f"mean IoU {mean_iou:.2f}", fontsize=8)
+    for row, name in enumerate(_ROWS[1:], start=1):
+        axes[row, 0].set_ylabel(name, fontsize=8)
+    for col, (entity, k) in enumerate(columns):
+        if k >= 0:
+            axes[1, col].imshow(soft_masks[k], cmap="viridis", interpolation="nearest")
+            axes[2, col].imshow(binary_masks[k], cmap="gray", vmin=0, vmax=1)
+            overlay = np.where(binary_masks[k][..., None], image, 0.3 * image)
+            axes[3, col].imshow(overlay, interpolation="nearest")
+        if entity is None:
+            axes[4, col].set_xlabel(f"slot {k}\nunmatched", fontsize=7)
+            continue
+        axes[4, col].imshow(masks[entity], cmap="gray", vmin=0, vmax=1)
+        label = f"slot {k}" if k >= 0 else "no slot"
+        axes[4, col].set_xlabel(
+            f"object {entity}, {label}\nIoU {object_iou[entity]:.2f}", fontsize=7
+        )
+    return _png(fig)
+
+
+def segmentation_figures(
+    images: np.ndarray,
+    masks: np.ndarray,
+    details: dict,
+    num_images: int = 8,
+    mean: tuple = IMAGENET_MEAN,
+    std: tuple = IMAGENET_STD,
+) -> list[bytes]:
+    """Grids for the first ``num_images`` images of a batch.
+
+    Args:
+        images: [B, S, S, 3] normalised images of the batch.
+        masks: bool [B, E, S, S] their ground-truth masks.
+        details: the per-image dict that ``SegmentationMetrics.update`` (or
+            ``segmentation_metrics``) returned for this batch.
+        num_images: how many images (at most B).
+        mean, std: the normalisation to undo.
+
+    Returns:
+        A list of PNG bytes, one per image.
+    """
+    view = {
+        k: np.asarray(details[k])[:num_images]
+        for k in ("soft_masks", "binary_masks", "objects", "slot", "object_iou")
+    }
+    pixels = denormalize(np.asarray(images)[:num_images], mean, std)
+    return [
+        segmentation_figure(
+            pixels[b],
+            view["soft_masks"][b],
+            view["binary_masks"][b],
+            np.asarray(masks)[b],
+            view["objects"][b],
+            view["slot"][b],
+            view["object_iou"][b],
+        )
+        for b in range(len(pixels))
+    ]
+
+
+def probe_figure(result: ProbeResult) -> bytes:
+    """Precision–recall and ROC curves of the probe's test predictions, and its loss curve.
+
+    Curves are drawn unweighted and with positives weighted ``result.pos_weight``
+    (the ROC curve is the same under this weighting).
+    """
+    fig = Figure(figsize=(13.5, 4))
+    pr_ax, roc_ax, loss_ax = fig.subplots(1, 3)
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.14, top=0.9, wspace=0.3)
+    weight = np.where(result.targets, result.pos_weight, 1.0)
+    for name, w, key in (
+        ("unweighted", None, ""),
+        (f"positives ×{result.pos_weight:g}", weight, "_weighted"),
+    ):
+        precision, recall = precision_recall_curve(result.targets, result.scores, w)
+        pr_ax.step(
+            recall, precision, where="post", label=f"{name}, AP {result.metrics['ap' + key]:.3f}"
+        )
+    fpr, tpr = roc_curve(result.targets, result.scores)
+    roc_ax.plot(fpr, tpr, label=f"AUROC {result.metrics['auroc']:.3f}")
+    roc_ax.plot([0, 1], [0, 1], color="gray", linestyle=":", linewidth=1)
+    pr_ax.axhline(result.metrics["base_rate"], color="gray", linestyle=":", linewidth=1)
+    steps = np.arange(len(result.train_loss))
+    loss_ax.plot(steps, result.train_loss, label="train")
+    loss_ax.plot(steps, result.test_loss, label="test")
+    for ax, title, xlabel, ylabel in (
+        (pr_ax, "precision–recall", "recall", "precision"),
+        (roc_ax, "ROC", "false positive rate", "true positive rate"),
+        (loss_ax, "probe loss", "step", "weighted BCE"),
+    ):
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+    return _png(fig)
