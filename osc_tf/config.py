@@ -15,8 +15,6 @@ from collections.abc import Iterable, Sequence
 
 import gin
 
-import osc_tf.configurables  # noqa: F401  (registers every configurable)
-
 #: gin files and their includes are resolved relative to the working directory
 #: first, then relative to the repository root (so ``include 'gin/model/vit.gin'``
 #: works from anywhere).
@@ -43,6 +41,8 @@ def parse(gin_files: Sequence[str] = (), gin_params: Sequence[str] = ()) -> None
     Raises:
         ConfigError: naming the file, the binding or the unknown name.
     """
+    import osc_tf.configurables  # noqa: F401  (registers every configurable)
+
     gin.clear_config()
     gin.add_config_file_search_path(REPO_ROOT)
     files = [_resolve(f) for f in gin_files]
@@ -59,6 +59,8 @@ def parse(gin_files: Sequence[str] = (), gin_params: Sequence[str] = ()) -> None
 
 
 def _configurables() -> Iterable:
+    import osc_tf.configurables  # noqa: F401  (registers every configurable)
+
     registry = gin.config._REGISTRY  # gin has no public iterator over its registry.
     seen = set()
     for selector in sorted(registry):

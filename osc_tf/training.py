@@ -22,10 +22,12 @@ import numpy as np
 import tensorflow as tf
 
 from osc_tf import config, distribute
+from osc_tf.data.pipelines import denormalize
 from osc_tf.evaluation.run import evaluate_run
 from osc_tf.export import export_model
 from osc_tf.run_state import Checkpoints, Console, PreemptionFlag, write_run_info
 from osc_tf.schedules import WarmupDecay
+from osc_tf.visualize import attention_figure
 from osc_tf.workdir import build_data, build_model
 
 log = logging.getLogger("osc_tf")
@@ -119,7 +121,9 @@ def train(
         )
 
     train_ds = strat.distribute_datasets_from_function(
-        lambda ctx: data.train(batch_size, seed=seed, input_context=ctx, start_step=start)
+        lambda ctx: data.train(
+            batch_size, seed=seed, input_context=ctx, start_step=start, num_steps=num_steps
+        )
     )
     step_fn = _distributed(strat, net.train_step)
     val_fn = _distributed(strat, net.test_step)
@@ -216,13 +220,11 @@ def _write(writer, logs: dict, step: int) -> None:
 
 
 def _figure(writer, net, data, step: int) -> None:
-    from osc_tf.visualize import attention_figure
-
     images = next(iter(data.validation(8)))["images"][:8]
     outputs = net(images, training=False)
     if "attention" not in outputs:
         return
-    png = attention_figure(data.denormalize(images), outputs["attention"])
+    png = attention_figure(denormalize(images), outputs["attention"])
     with writer.as_default(step=step):
         tf.summary.image("slot_attention", tf.image.decode_png(png)[None])
     writer.flush()

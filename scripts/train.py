@@ -18,8 +18,9 @@ import argparse
 import logging
 import sys
 
+import gin
+
 from osc_tf import config
-from osc_tf.training import train
 
 
 def main(argv=None) -> int:
@@ -30,6 +31,7 @@ def main(argv=None) -> int:
     parser.add_argument("--print_config", action="store_true", help="print every parameter, exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("absl").setLevel(logging.ERROR)  # TFDS INFO lines and deprecation noise
 
     params = list(args.gin_param)
     if args.workdir:
@@ -43,7 +45,7 @@ def main(argv=None) -> int:
         print(config.describe())
         return 0
 
-    result = train()
+    result = gin.get_configurable("train")()
     return 0 if result["status"] in ("finished", "preempted") else 1
 
 

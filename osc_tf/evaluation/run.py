@@ -56,7 +56,7 @@ def evaluate(
         figure name → PNG bytes.
     """
     seg = SegmentationMetrics() if model.has_objects else None
-    dataset = data.test(batch_size)
+    dataset = data.test(batch_size, split=split)
     if max_samples is not None:
         dataset = dataset.unbatch().take(max_samples).batch(batch_size)
     total = data.num_examples_in(split) if max_samples is None else max_samples
