@@ -8,9 +8,17 @@ Architectures are compositions of parts, chosen in gin (``gin/model/``):
 - ``slots_to_global``: the object branch first; the global function takes
   the mean of the slots (``global_from_slots=True``; backbone pooling
   ``avg``). The original study's default.
+
+Training: ``compile(optimizer, objective)`` then ``train_step``/``test_step`` on
+two-view batches ``{"images": [2B, H, W, 3]}`` (rows ``0..B-1`` view 0, rows
+``B..2B-1`` view 1 of the same images). They work with ``model.fit`` on one
+device and with ``strategy.run(model.train_step, ...)`` under any strategy
+(osc_tf.training); inside a replica, loss values are that replica's share of the
+global-batch mean (osc_tf.losses), so summing them over replicas gives the loss.
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 OUTPUT_KEYS = ("backbone_tokens", "global_features", "global_projection")
@@ -137,6 +145,60 @@ class ObjectCentricModel(keras.Model):
         outputs["global_projection"] = self.global_proj(global_features, training=training)
         return {key: ops.cast(value, "float32") for key, value in outputs.items()}
 
+    # --- training ------------------------------------------------------------
+
+    def compile(self, optimizer, objective, jit_compile_forward: bool = False, **kwargs):
+        """Sets the optimizer and the objective (``osc_tf.losses.Objective``).
+
+        Args:
+            optimizer: a Keras optimizer (a ``LossScaleOptimizer`` for float16).
+            objective: ``objective(outputs) -> {"loss": ..., "loss_<term>": ..., ...}``.
+            jit_compile_forward: XLA-compile the forward pass (and, through the
+                gradient tape, its backward pass) per replica. Keras'
+                ``compile(jit_compile=True)`` fails under MirroredStrategy, and the
+                losses' cross-replica gathers cannot run inside XLA, so only the
+                model's forward is compiled; the matching is XLA-compiled on its own.
+        """
+        super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
+        self.objective = objective
+        self.jit_compile_forward = jit_compile_forward
+        self._forward_fn = self.__call__
+        if jit_compile_forward:
+            self._forward_fn = tf.function(self.__call__, jit_compile=True, reduce_retracing=True)
+
+    def _compute_losses(self, images, training: bool) -> tuple[dict, dict]:
+        outputs = self._forward_fn(images, training=training)
+        terms = self.objective(outputs)
+        return outputs, {k: v for k, v in terms.items() if k.startswith("loss")}
+
+    def train_step(self, data):
+        """One optimizer step on a two-view batch; returns losses and health metrics.
+
+        Returns:
+            ``loss`` (weighted total), one ``loss_<term>`` per term, ``learning_rate``,
+            ``grad_norm`` (global norm of the gradient of the global-batch loss)
+            and ``param_norm`` (global norm of the trainable weights).
+        """
+        images = data["images"] if isinstance(data, dict) else data
+        variables = self.trainable_variables
+        with tf.GradientTape() as tape:
+            _, losses = self._compute_losses(images, training=True)
+            scaled = self.optimizer.scale_loss(losses["loss"])
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return {
+            **losses,
+            "learning_rate": ops.convert_to_tensor(self.optimizer.learning_rate, "float32"),
+            "grad_norm": _global_grad_norm(grads)
+            / ops.cast(self.optimizer.scale_loss(1.0), "float32"),
+            "param_norm": tf.linalg.global_norm([ops.cast(v, "float32") for v in variables]),
+        }
+
+    def test_step(self, data):
+        """The losses on a two-view batch, without updating anything."""
+        images = data["images"] if isinstance(data, dict) else data
+        return self._compute_losses(images, training=False)[1]
+
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable}
         config["dtype"] = keras.saving.serialize_keras_object(self.dtype_policy)
@@ -160,3 +222,12 @@ class ObjectCentricModel(keras.Model):
         if "dtype" in config and isinstance(config["dtype"], dict):
             config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
         return cls(**config)
+
+
+def _global_grad_norm(grads) -> tf.Tensor:
+    """Norm of the gradient of the global-batch loss (summed over replicas)."""
+    grads = [ops.cast(g, "float32") for g in grads if g is not None]
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    return tf.linalg.global_norm(grads)

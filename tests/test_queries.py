@@ -197,3 +197,23 @@ def test_kmeans_queries_harness_and_no_gradient(tmp_path, distance):
         tape.watch(x)
         y = tf.reduce_sum(layer(x))
     assert tape.gradient(y, x) is None
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [GaussianQueries(num_slots=5, num_components=2), KMeansQueries(num_slots=5)],
+    ids=["gaussian", "kmeans"],
+)
+def test_num_slots_as_a_graph_input(layer):
+    """An exported model takes K as an int32 input: one graph serves every K."""
+    tokens = tf.random.stateless_normal((2, 16, 8), seed=[1, 2])
+    layer(tokens)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 8]), tf.TensorSpec([], tf.int32)])
+    def queries(tokens, num_slots):
+        return layer(tokens, num_slots=num_slots)
+
+    for k in (1, 3, 7):
+        out = queries(tokens, tf.constant(k))
+        assert out.shape == (2, k, 8)
+        np.testing.assert_allclose(out, layer(tokens, num_slots=k), rtol=1e-6, atol=1e-6)

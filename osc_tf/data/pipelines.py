@@ -24,6 +24,7 @@ Test batches (finite, last batch may be short unless ``drop_remainder``):
 
 from __future__ import annotations
 
+import functools
 import os
 
 import tensorflow as tf
@@ -35,6 +36,7 @@ from osc_tf.data import tfds_builder
 VQA_SHAPE = (2, 8, 2, 3)  # sizes, colours, materials, shapes
 VQA_DIM = 96
 _SPLITS = ("train", "validation", "test")
+_DEFAULT_EPOCHS = 10  # epochs laid out when the step budget is not given
 
 
 def preprocess_for_inference(images: tf.Tensor, crop_size: int) -> tf.Tensor:
@@ -216,7 +218,8 @@ class MultiObjectData:
             return self.max_samples.get(split)
         return self.max_samples
 
-    def _read(self, split, features, input_context, shuffle=False, seed=0) -> tf.data.Dataset:
+    def _read(self, split, features, input_context, encoded=()) -> tf.data.Dataset:
+        """Records of ``split`` in record order; ``encoded`` features stay undecoded."""
         self.prepare()
         cap = self._cap(split)
         name = split if cap is None else f"{split}[:{cap}]"
@@ -224,13 +227,12 @@ class MultiObjectData:
             name = tfds.even_splits(name, n=input_context.num_input_pipelines)[
                 input_context.input_pipeline_id
             ]
+        skip = {k: tfds.decode.SkipDecoding() for k in encoded}
         return self.builder.as_dataset(
             split=name,
-            shuffle_files=shuffle,
-            read_config=tfds.ReadConfig(
-                shuffle_seed=seed, try_autocache=False, enable_ordering_guard=False
-            ),
-            decoders=tfds.decode.PartialDecoding({k: True for k in features}),
+            shuffle_files=False,
+            read_config=tfds.ReadConfig(try_autocache=False, enable_ordering_guard=False),
+            decoders=tfds.decode.PartialDecoding({k: True for k in features}, decoders=skip),
         )
 
     def _two_views(self, ds, batch_size, drop_remainder) -> tf.data.Dataset:
@@ -242,22 +244,52 @@ class MultiObjectData:
         )
         return ds.prefetch(tf.data.AUTOTUNE)
 
-    def train(self, batch_size: int, seed: int = 0, input_context=None) -> tf.data.Dataset:
+    def train(
+        self,
+        batch_size: int,
+        seed: int = 0,
+        input_context=None,
+        start_step: int = 0,
+        num_steps: int | None = None,
+    ) -> tf.data.Dataset:
         """Infinite shuffled two-view batches ``{"images": float32 [2B, S, S, 3]}``.
 
         ``batch_size`` is global; with ``input_context`` each pipeline yields its
-        per-replica share. Deterministic for a seed (and pipeline id); image number
-        i of the stream gets the augmentation seed (seed, pipeline id, i).
+        per-replica share. Epoch e is the pipeline's records shuffled with seed
+        (seed, e) — still encoded, so the buffer holds PNG bytes — and image number
+        i of the stream gets the augmentation seed (seed, pipeline id, i). The
+        stream is a pure function of the seed, so ``start_step`` (a resumed run)
+        starts at exactly the batch an uninterrupted run sees at that step, skipping
+        whole epochs without reading them. ``num_steps`` (the run's budget) sets
+        how many epochs are laid out; past them the stream repeats.
         """
         pipeline_id = 0
         if input_context is not None:
             batch_size = input_context.get_per_replica_batch_size(batch_size)
             pipeline_id = input_context.input_pipeline_id
-        ds = self._read("train", ("image",), input_context, shuffle=True, seed=seed)
-        buffer = min(self.shuffle_buffer, self.num_examples_in("train"))
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat().enumerate()
+        records = self._read("train", ("image",), input_context, encoded=("image",))
+        num = int(records.cardinality())
+        if num < 1:
+            raise ValueError(f"the train split of {self.builder.builder_config.name} is empty")
+        buffer = min(self.shuffle_buffer, num)
+        first_epoch, offset = divmod(start_step * batch_size, num)
+        last_epoch = first_epoch + _DEFAULT_EPOCHS
+        if num_steps is not None:
+            last_epoch = max(first_epoch, (num_steps * batch_size - 1) // num)
+        # Python-int seeds per epoch (tf.data rejects tensor seeds under global seed 0).
+        epochs = [
+            records.shuffle(
+                buffer, seed=seed * 1_000_003 + e, reshuffle_each_iteration=False
+            ).enumerate(start=e * num)
+            for e in range(first_epoch, last_epoch + 1)
+        ]
+        ds = functools.reduce(tf.data.Dataset.concatenate, epochs).repeat().skip(offset)
         stream = seed * 1_000_003 + pipeline_id
-        ds = ds.map(lambda i, ex: (ex["image"], tf.stack([tf.constant(stream, tf.int64), i])))
+        decode = self.builder.info.features["image"].decode_example
+        ds = ds.map(
+            lambda i, ex: (decode(ex["image"]), tf.stack([tf.constant(stream, tf.int64), i])),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
         return self._two_views(ds, batch_size, drop_remainder=True)
 
     def validation(
@@ -276,14 +308,23 @@ class MultiObjectData:
         return self._two_views(ds, batch_size, drop_remainder)
 
     def test(
-        self, batch_size: int, input_context=None, drop_remainder: bool = False
+        self,
+        batch_size: int,
+        input_context=None,
+        drop_remainder: bool = False,
+        split: str = "test",
     ) -> tf.data.Dataset:
-        """Finite batches of centre crops with masks, visibility and VQA targets."""
+        """Finite batches of centre crops with masks, visibility and VQA targets.
+
+        ``split`` may name another split to evaluate on (same layout).
+        """
+        if split not in _SPLITS:
+            raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
         if input_context is not None:
             batch_size = input_context.get_per_replica_batch_size(batch_size)
         features = [f.name for f in self.spec.features if f.name != "mask"]
         features += ["segmentation", "mask_stack"]
-        ds = self._read("test", features, input_context)
+        ds = self._read(split, features, input_context)
         ds = ds.map(self.test_example, num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         return ds.prefetch(tf.data.AUTOTUNE)

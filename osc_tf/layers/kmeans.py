@@ -10,6 +10,7 @@ is ``1 - cos`` on unit-normalised vectors (spherical k-means: centroids are
 re-normalised means).
 """
 
+import tensorflow as tf
 from keras import ops
 
 from osc_tf.layers import stateless_random
@@ -50,18 +51,21 @@ def pairwise_distance(x, centroids, distance: str):
     return ops.maximum(x_sq - 2.0 * dot + c_sq, 0.0)
 
 
-def kmeans_plus_plus_init(x, num_clusters: int, distance: str, seed: int = 0):
+def kmeans_plus_plus_init(x, num_clusters, distance: str, seed: int = 0):
     """Per-image k-means++ seeding: K distinct tokens of each image.
 
     The first centre is a uniformly random token; each next one is drawn with
     probability proportional to its distance to the nearest centre so far
     (Gumbel-max on the log-distance, so tokens already chosen have
     probability 0 and centres are distinct whenever the image has at least K
-    distinct tokens). Draws use stateless integer seeds ``seed + i``.
+    distinct tokens). All draws come from one stateless op with the integer
+    ``seed`` (a compile-time constant: under XLA a seed computed at run time
+    gives other numbers than eagerly, measured on TF 2.21 CPU).
 
     Args:
         x: ``[B, N, D]`` points (any float dtype; the k-means space is float32).
-        num_clusters: K, a Python int.
+        num_clusters: K, a Python int (static shapes, XLA) or an int32 scalar
+            tensor (e.g. an exported model's ``num_slots`` input).
         distance: ``"euclidean"`` or ``"cosine"``.
         seed: integer seed.
 
@@ -69,19 +73,31 @@ def kmeans_plus_plus_init(x, num_clusters: int, distance: str, seed: int = 0):
         Centroids ``[B, K, D]`` in the k-means space.
     """
     x = prepare(x, distance)
-    batch, num_points = ops.shape(x)[0], ops.shape(x)[1]
+    batch, num_points, dim = tf.shape(x)[0], tf.shape(x)[1], x.shape[-1]
     first = stateless_random.randint((batch, 1), seed, num_points)  # [B, 1]
-    centroids = [ops.take_along_axis(x, first[:, :, None], axis=1)]  # K × [B, 1, D]
-    nearest = pairwise_distance(x, centroids[0], distance)[:, :, 0]  # [B, N]
-    for i in range(1, num_clusters):
-        u = stateless_random.uniform((batch, num_points), seed + i, minval=1e-20)
-        gumbel = -ops.log(-ops.log(u))  # [B, N]
+    uniforms = stateless_random.uniform(
+        (num_clusters - 1, batch, num_points), seed + 1, minval=1e-20
+    )  # [K-1, B, N]
+    centre = ops.take_along_axis(x, first[:, :, None], axis=1)  # [B, 1, D]
+    nearest = pairwise_distance(x, centre, distance)[:, :, 0]  # [B, N]
+    slot = tf.range(num_clusters)  # [K]
+    centroids = tf.where(
+        (slot == 0)[None, :, None], centre, tf.zeros(tf.stack([batch, tf.size(slot), dim]))
+    )  # [B, K, D]
+
+    def body(i, centroids, nearest):
+        gumbel = -ops.log(-ops.log(uniforms[i - 1]))  # [B, N]
         score = ops.where(nearest > 0.0, ops.log(ops.maximum(nearest, _EPS)) + gumbel, -1e30)
         index = ops.argmax(score, axis=1)[:, None]  # [B, 1]
         centre = ops.take_along_axis(x, index[:, :, None], axis=1)  # [B, 1, D]
-        centroids.append(centre)
+        centroids = tf.where((slot == i)[None, :, None], centre, centroids)  # [B, K, D]
         nearest = ops.minimum(nearest, pairwise_distance(x, centre, distance)[:, :, 0])
-    return ops.concatenate(centroids, axis=1)  # [B, K, D]
+        return i + 1, centroids, nearest
+
+    _, centroids, _ = tf.while_loop(
+        lambda i, *_: i < num_clusters, body, (tf.constant(1), centroids, nearest)
+    )
+    return centroids
 
 
 def _assign(x, centroids, distance: str):
@@ -91,8 +107,8 @@ def _assign(x, centroids, distance: str):
 
 def _update(x, centroids, distance: str):
     """One Lloyd step; an empty cluster keeps its previous centroid."""
-    num_clusters = centroids.shape[1]
-    onehot = ops.one_hot(_assign(x, centroids, distance), num_clusters)  # [B, N, K]
+    num_clusters = tf.shape(centroids)[1]
+    onehot = tf.one_hot(_assign(x, centroids, distance), num_clusters)  # [B, N, K]
     counts = ops.sum(onehot, axis=1)[:, :, None]  # [B, K, 1]
     means = ops.einsum("bnk,bnd->bkd", onehot, x) / ops.maximum(counts, 1.0)  # [B, K, D]
     keep = counts > 0.0

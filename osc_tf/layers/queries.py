@@ -104,7 +104,7 @@ class GaussianQueries(keras.layers.Layer):
         )
 
     def call(self, tokens, num_slots=None, training=False):
-        num_slots = num_slots or self.num_slots
+        num_slots = self.num_slots if num_slots is None else num_slots
         dim = tokens.shape[-1]
         shape = (ops.shape(tokens)[0], num_slots)
         noise_seed = self.seed_generator if training else self.seed
@@ -175,9 +175,13 @@ class KMeansQueries(keras.layers.Layer):
         self.seed = seed
 
     def call(self, tokens, num_slots=None, training=False):
-        num_slots = num_slots or self.num_slots
+        num_slots = self.num_slots if num_slots is None else num_slots
         x = ops.stop_gradient(ops.cast(tokens, "float32"))
-        if tokens.shape[1] is not None and num_slots > tokens.shape[1]:
+        if (
+            isinstance(num_slots, int)
+            and tokens.shape[1] is not None
+            and num_slots > tokens.shape[1]
+        ):
             raise ValueError(f"num_slots={num_slots} exceeds the {tokens.shape[1]} tokens")
         init = kmeans_plus_plus_init(x, num_slots, self.distance, seed=self.seed)
         centroids, _ = kmeans(x, init, self.distance, self.max_iters, self.tol)

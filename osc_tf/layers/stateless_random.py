@@ -6,7 +6,7 @@ other numbers in a ``jit_compile=True`` function than eagerly (measured on TF
 2.21 CPU). Queries sampled at inference must not depend on how the model is
 compiled, so these draws fix the Philox algorithm.
 
-A seed is an ``int`` (a fixed, stateless draw) or a
+A seed is an ``int`` or an int scalar tensor (a fixed, stateless draw) or a
 ``keras.random.SeedGenerator`` (a new draw per call, e.g. per training step).
 """
 
@@ -20,7 +20,7 @@ def _seed(seed):
     if isinstance(seed, keras.random.SeedGenerator):
         state = tf.convert_to_tensor(seed.next())
         return tf.cast(tf.math.floormod(state, 2**31 - 1), tf.int32)
-    return tf.constant([seed, 0], tf.int32)
+    return tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
 
 
 def normal(shape, seed):

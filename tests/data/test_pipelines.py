@@ -38,6 +38,17 @@ def test_train_batches_are_two_view_infinite_and_seeded(tiny_data, tiny):
     assert not np.array_equal(other, batches[0]["images"].numpy())
 
 
+def test_train_resumes_at_the_batch_of_an_uninterrupted_run(tiny_data):
+    """start_step s yields the batches s, s+1, ... of the run from 0 (crossing epochs)."""
+    # 28 train scenes, 4 per batch: 7 batches an epoch; steps 9.. are in epoch 1.
+    full = [b["images"].numpy() for b in tiny_data.train(4, seed=3).take(12)]
+    resumed = [b["images"].numpy() for b in tiny_data.train(4, seed=3, start_step=9, num_steps=12).take(3)]
+    for expected, actual in zip(full[9:], resumed, strict=True):
+        np.testing.assert_array_equal(actual, expected)
+    # Each epoch is reshuffled: epoch 1 does not repeat epoch 0's order.
+    assert not np.array_equal(full[0], full[7])
+
+
 def test_validation_views_are_fixed_per_image(tiny_data):
     epoch1 = list(tiny_data.validation(batch_size=4))
     epoch2 = list(tiny_data.validation(batch_size=4))

@@ -1,0 +1,230 @@
+"""The training loop: ``train()`` is what ``scripts/train.py`` runs.
+
+Resume order: (1) the newest checkpoint in ``workdir/checkpoints`` (same step,
+same optimizer state, same data position); else (2) the model weights of
+``init_from`` (a checkpoint path or a workdir); else (3) scratch. Logging,
+validation, figures, checkpoints, evaluation and export also happen on the last
+step. SIGTERM/SIGINT (e.g. SLURM pre-emption) saves a checkpoint and returns.
+Only the chief process writes summaries, figures, evaluation and export.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+
+import gin
+import keras
+import numpy as np
+import tensorflow as tf
+
+from osc_tf import config, distribute
+from osc_tf.data.pipelines import denormalize
+from osc_tf.evaluation.run import evaluate_run
+from osc_tf.export import export_model
+from osc_tf.run_state import Checkpoints, Console, PreemptionFlag, write_run_info
+from osc_tf.schedules import WarmupDecay
+from osc_tf.visualize import attention_figure
+from osc_tf.workdir import build_data, build_model
+
+log = logging.getLogger("osc_tf")
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def train(
+    workdir: str = gin.REQUIRED,
+    num_steps: int = 10_000,
+    batch_size: int = 64,
+    seed: int = 0,
+    objective: Callable = gin.REQUIRED,
+    optimizer: Callable = keras.optimizers.AdamW,
+    lr_schedule: Callable = WarmupDecay,
+    strategy: str = "auto",
+    precision: str = "float32",
+    jit_compile: bool = False,
+    log_interval: int = 50,
+    val_interval: int = 500,
+    val_batches: int = 4,
+    viz_interval: int = 1000,
+    test_interval: int = 0,
+    test_max_samples: int | None = None,
+    checkpoint_interval: int = 1000,
+    keep_checkpoints: int = 3,
+    init_from: str | None = None,
+    evaluate: bool = True,
+    export: bool = True,
+) -> dict:
+    """Trains the configured ``ObjectCentricModel`` on ``MultiObjectData`` two-view batches.
+
+    Args:
+        workdir: where config, checkpoints, TensorBoard events, metrics and export go.
+        num_steps: total step budget; re-running a workdir with a larger one continues.
+        batch_size: images per step (global, across replicas); each gives two views.
+        seed: seeds Keras (weights, sampling, dropout) and the data order/augmentation.
+        objective: the weighted loss (``@Objective()``).
+        optimizer: optimizer class, called with ``learning_rate=<schedule>``.
+        lr_schedule: schedule class, called with ``total_steps=num_steps``.
+        strategy: ``auto`` | ``default`` | ``mirrored`` | ``multi_worker`` (osc_tf.distribute).
+        precision: ``float32`` | ``mixed_bfloat16`` | ``mixed_float16`` (loss scaling).
+        jit_compile: XLA-compile the per-replica forward/backward.
+        log_interval, val_interval, viz_interval, checkpoint_interval: steps between
+            console/TensorBoard logs, validation losses, attention figures, checkpoints.
+        test_interval: steps between evaluations on the test split (0: only at the end).
+        test_max_samples: cap on test images per evaluation (None: the whole split).
+        val_batches: validation batches per validation.
+        init_from: checkpoint or workdir whose model weights start a new run.
+        evaluate: evaluate at ``test_interval`` and at the end.
+        export: write the SavedModel to ``workdir/export`` at the end.
+
+    Returns:
+        The last logged training metrics plus ``step`` and ``status``.
+    """
+    for name, value in (("num_steps", num_steps), ("batch_size", batch_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"train.{name} must be a positive integer, got {value!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
+    strat = distribute.select_strategy(strategy)
+    chief = distribute.is_chief(strat)
+    keras.mixed_precision.set_global_policy(precision)
+    data = build_data()
+    with strat.scope():
+        net = build_model(seed, data.crop_size)
+        opt = optimizer(learning_rate=lr_schedule(total_steps=num_steps))
+        if precision == "mixed_float16":
+            opt = keras.optimizers.LossScaleOptimizer(opt)
+        net.compile(optimizer=opt, objective=objective, jit_compile_forward=jit_compile)
+        opt.build(net.trainable_variables)
+    ckpts = Checkpoints(workdir, net, opt, keep=keep_checkpoints, chief=chief)
+    start = ckpts.restore_or_initialize(init_from)
+    writers = _writers(workdir, chief)
+    if chief:
+        config.write(workdir)
+        write_run_info(workdir, seed=seed, start_step=start)
+        with writers["train"].as_default(step=start):
+            tf.summary.text("operative_config", "```\n" + config.config_text() + "\n```")
+
+    def evaluate_now(step):
+        evaluate_run(
+            net,
+            data,
+            workdir,
+            step,
+            init_model_fn=lambda: build_model(seed, data.crop_size),
+            max_samples=test_max_samples,
+            checkpoint=ckpts.latest,
+            progress=console.tty,
+        )
+
+    train_ds = strat.distribute_datasets_from_function(
+        lambda ctx: data.train(
+            batch_size, seed=seed, input_context=ctx, start_step=start, num_steps=num_steps
+        )
+    )
+    step_fn = _distributed(strat, net.train_step)
+    val_fn = _distributed(strat, net.test_step)
+    console = Console(num_steps, start, log_interval)
+    logs, step, iterator = {}, start, iter(train_ds)
+    tick, images_seen = time.perf_counter(), 0
+    with PreemptionFlag() as preempt:
+        while step < num_steps:
+            logs = {k: float(v) for k, v in step_fn(next(iterator)).items()}
+            step += 1
+            images_seen += batch_size
+            if not np.isfinite(logs["loss"]):
+                raise FloatingPointError(
+                    f"non-finite loss {logs['loss']} at step {step}; the last good checkpoint "
+                    f"is {ckpts.latest or 'none (no checkpoint was written yet)'}"
+                )
+            last = step == num_steps
+            if step % log_interval == 0 or last:
+                now = time.perf_counter()
+                logs["images_per_second"] = images_seen / max(now - tick, 1e-9)
+                tick, images_seen = now, 0
+                _write(writers["train"], logs, step)
+            console.update(step, logs)
+            if _due(step, val_interval, last):
+                val = _validate(val_fn, strat, data, batch_size, val_batches)
+                _write(writers["validation"], val, step)
+                console.note(step, "validation", val)
+            if chief and _due(step, viz_interval, last):
+                _figure(writers["validation"], net, data, step)
+            if _due(step, checkpoint_interval, last) or preempt.raised:
+                ckpts.save(step)
+            if preempt.raised:
+                log.warning("signal received: checkpoint saved at step %d; stopping", step)
+                return {**logs, "step": step, "status": "preempted"}
+            if evaluate and chief and _due(step, test_interval, last):
+                evaluate_now(step)
+    if export and chief:
+        console.note(step, "export", {})
+        export_model(net, workdir, data.crop_size)
+    result = {**logs, "step": step, "status": "finished"}
+    if chief:
+        with open(os.path.join(workdir, "train_result.json"), "w") as f:
+            json.dump(result, f, indent=2)
+    console.done(workdir)
+    return result
+
+
+def _due(step: int, interval: int, last: bool) -> bool:
+    return last or (interval > 0 and step % interval == 0)
+
+
+def _distributed(strategy: tf.distribute.Strategy, fn: Callable) -> Callable:
+    """One per-replica call of ``fn``; losses summed (they are global-mean shares)."""
+
+    @tf.function
+    def run(batch):
+        per_replica = strategy.run(fn, args=(batch,))
+        return {
+            k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+            if k.startswith("loss")
+            else strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+            for k, v in per_replica.items()
+        }
+
+    return run
+
+
+def _validate(val_fn, strategy, data, batch_size: int, num_batches: int) -> dict:
+    ds = strategy.distribute_datasets_from_function(
+        lambda ctx: data.validation(batch_size, input_context=ctx).take(num_batches)
+    )
+    totals, count = {}, 0
+    for batch in ds:
+        for k, v in val_fn(batch).items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+        count += 1
+    return {k: v / max(count, 1) for k, v in totals.items() if k.startswith("loss")}
+
+
+def _writers(workdir: str, chief: bool) -> dict:
+    if not chief:
+        return {k: tf.summary.create_noop_writer() for k in ("train", "validation")}
+    root = os.path.join(workdir, "tensorboard")
+    return {
+        k: tf.summary.create_file_writer(os.path.join(root, k)) for k in ("train", "validation")
+    }
+
+
+def _write(writer, logs: dict, step: int) -> None:
+    with writer.as_default(step=step):
+        for k, v in logs.items():
+            tf.summary.scalar(k, v)
+    writer.flush()
+
+
+def _figure(writer, net, data, step: int) -> None:
+    images = next(iter(data.validation(8)))["images"][:8]
+    outputs = net(images, training=False)
+    if "attention" not in outputs:
+        return
+    png = attention_figure(denormalize(images), outputs["attention"])
+    with writer.as_default(step=step):
+        tf.summary.image("slot_attention", tf.image.decode_png(png)[None])
+    writer.flush()
