@@ -197,12 +197,16 @@ def _distributed(strategy: tf.distribute.Strategy, fn: Callable) -> Callable:
 
 
 def _validate(val_fn, strategy, data, batch_size: int, num_batches: int) -> dict:
+    """Mean losses over the first ``num_batches`` full global validation batches."""
     ds = strategy.distribute_datasets_from_function(
-        lambda ctx: data.validation(batch_size, input_context=ctx).take(num_batches)
+        lambda ctx: data.validation(batch_size, input_context=ctx, drop_remainder=True)
     )
-    totals, count = {}, 0
-    for batch in ds:
-        for k, v in val_fn(batch).items():
+    iterator, totals, count = iter(ds), {}, 0
+    for _ in range(num_batches):
+        batch = iterator.get_next_as_optional()  # no value once any replica runs dry
+        if not batch.has_value():
+            break
+        for k, v in val_fn(batch.get_value()).items():
             totals[k] = totals.get(k, 0.0) + float(v)
         count += 1
     return {k: v / max(count, 1) for k, v in totals.items() if k.startswith("loss")}
