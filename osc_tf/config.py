@@ -56,6 +56,45 @@ def parse(gin_files: Sequence[str] = (), gin_params: Sequence[str] = ()) -> None
             gin.parse_config(binding)
         except (ValueError, SyntaxError, ImportError, TypeError) as e:
             raise ConfigError(f"in --gin_param {binding!r}: {e}") from e
+    _check_parameter_names()
+
+
+def _accepted_names(fn_or_cls) -> set[str] | None:
+    """Named parameters a configurable accepts (``None``: any name).
+
+    gin checks names only against the signature, so a class whose ``__init__``
+    forwards ``**kwargs`` (every Keras layer) would accept a misspelt name until
+    it is constructed; the named parameters of the classes it forwards to (its
+    bases' ``__init__``) are the limit here.
+    """
+    if inspect.isclass(fn_or_cls):
+        targets = [c.__init__ for c in fn_or_cls.__mro__ if "__init__" in vars(c)]
+    else:
+        targets = [fn_or_cls]
+    names = set()
+    for target in targets:
+        try:
+            params = list(inspect.signature(target).parameters.values())
+        except (TypeError, ValueError):
+            return None
+        names |= {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return names
+    return None
+
+
+def _check_parameter_names() -> None:
+    for (_, selector), bindings in gin.config._CONFIG.items():  # no public iterator either
+        configurable = gin.config._REGISTRY.get_match(selector)
+        if configurable is None:
+            continue  # a macro or constant
+        accepted = _accepted_names(configurable.wrapped)
+        unknown = sorted(set(bindings) - accepted) if accepted is not None else []
+        if unknown:
+            raise ConfigError(
+                f"{configurable.name} has no parameter named {unknown[0]!r} "
+                f"(its parameters: {', '.join(sorted(accepted - {'self'}))})"
+            )
 
 
 def _configurables() -> Iterable:
@@ -63,9 +102,8 @@ def _configurables() -> Iterable:
 
     registry = gin.config._REGISTRY  # gin has no public iterator over its registry.
     seen = set()
-    for selector in sorted(registry):
-        configurable = registry[selector]
-        if configurable.name in seen:
+    for _, configurable in sorted(registry.items(), key=lambda item: item[0]):
+        if configurable.name in seen or configurable.wrapped.__module__.startswith("gin"):
             continue
         seen.add(configurable.name)
         yield configurable

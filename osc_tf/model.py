@@ -185,10 +185,11 @@ class ObjectCentricModel(keras.Model):
             _, losses = self._compute_losses(images, training=True)
             scaled = self.optimizer.scale_loss(losses["loss"])
         grads = tape.gradient(scaled, variables)
+        learning_rate = ops.convert_to_tensor(self.optimizer.learning_rate, "float32")
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
         return {
             **losses,
-            "learning_rate": ops.convert_to_tensor(self.optimizer.learning_rate, "float32"),
+            "learning_rate": learning_rate,  # the rate this step used
             "grad_norm": _global_grad_norm(grads)
             / ops.cast(self.optimizer.scale_loss(1.0), "float32"),
             "param_norm": tf.linalg.global_norm([ops.cast(v, "float32") for v in variables]),

@@ -55,6 +55,7 @@ def train(
     checkpoint_interval: int = 1000,
     keep_checkpoints: int = 3,
     init_from: str | None = None,
+    max_steps_per_run: int | None = None,
     evaluate: bool = True,
     export: bool = True,
 ) -> dict:
@@ -77,6 +78,9 @@ def train(
         test_max_samples: cap on test images per evaluation (None: the whole split).
         val_batches: validation batches per validation.
         init_from: checkpoint or workdir whose model weights start a new run.
+        max_steps_per_run: stop after this many steps of this invocation with a
+            checkpoint (status ``paused``); running again continues. For jobs
+            with a time limit shorter than the whole run.
         evaluate: evaluate at ``test_interval`` and at the end.
         export: write the SavedModel to ``workdir/export`` at the end.
 
@@ -121,17 +125,16 @@ def train(
         )
 
     train_ds = strat.distribute_datasets_from_function(
-        lambda ctx: data.train(
-            batch_size, seed=seed, input_context=ctx, start_step=start, num_steps=num_steps
-        )
+        lambda ctx: data.train(batch_size, seed=seed, input_context=ctx, start_step=start)
     )
     step_fn = _distributed(strat, net.train_step)
     val_fn = _distributed(strat, net.test_step)
     console = Console(num_steps, start, log_interval)
     logs, step, iterator = {}, start, iter(train_ds)
     tick, images_seen = time.perf_counter(), 0
+    stop = num_steps if max_steps_per_run is None else min(num_steps, start + max_steps_per_run)
     with PreemptionFlag() as preempt:
-        while step < num_steps:
+        while step < stop:
             logs = {k: float(v) for k, v in step_fn(next(iterator)).items()}
             step += 1
             images_seen += batch_size
@@ -141,6 +144,7 @@ def train(
                     f"is {ckpts.latest or 'none (no checkpoint was written yet)'}"
                 )
             last = step == num_steps
+            pause = step == stop and not last
             if step % log_interval == 0 or last:
                 now = time.perf_counter()
                 logs["images_per_second"] = images_seen / max(now - tick, 1e-9)
@@ -153,11 +157,12 @@ def train(
                 console.note(step, "validation", val)
             if chief and _due(step, viz_interval, last):
                 _figure(writers["validation"], net, data, step)
-            if _due(step, checkpoint_interval, last) or preempt.raised:
+            if _due(step, checkpoint_interval, last) or preempt.raised or pause:
                 ckpts.save(step)
-            if preempt.raised:
-                log.warning("signal received: checkpoint saved at step %d; stopping", step)
-                return {**logs, "step": step, "status": "preempted"}
+            if preempt.raised or pause:
+                status = "preempted" if preempt.raised else "paused"
+                log.warning("%s: checkpoint saved at step %d; stopping", status, step)
+                return {**logs, "step": step, "status": status}
             if evaluate and chief and _due(step, test_interval, last):
                 evaluate_now(step)
     if export and chief:
@@ -192,12 +197,16 @@ def _distributed(strategy: tf.distribute.Strategy, fn: Callable) -> Callable:
 
 
 def _validate(val_fn, strategy, data, batch_size: int, num_batches: int) -> dict:
+    """Mean losses over the first ``num_batches`` full global validation batches."""
     ds = strategy.distribute_datasets_from_function(
-        lambda ctx: data.validation(batch_size, input_context=ctx).take(num_batches)
+        lambda ctx: data.validation(batch_size, input_context=ctx, drop_remainder=True)
     )
-    totals, count = {}, 0
-    for batch in ds:
-        for k, v in val_fn(batch).items():
+    iterator, totals, count = iter(ds), {}, 0
+    for _ in range(num_batches):
+        batch = iterator.get_next_as_optional()  # no value once any replica runs dry
+        if not batch.has_value():
+            break
+        for k, v in val_fn(batch.get_value()).items():
             totals[k] = totals.get(k, 0.0) + float(v)
         count += 1
     return {k: v / max(count, 1) for k, v in totals.items() if k.startswith("loss")}

@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from osc_tf import config
-from osc_tf.run_state import resolve_checkpoint
+from osc_tf.run_state import resolve_checkpoint, restore_model
 
 
 def build_model(seed: int, crop_size: int):
@@ -57,8 +57,6 @@ def load(workdir: str, checkpoint: str | None = None, gin_params=()) -> dict:
     data = build_data()
     model = build_model(seed, data.crop_size)
     path = resolve_checkpoint(checkpoint or workdir)
-    step = tf.Variable(0, dtype=tf.int64)
-    status = tf.train.Checkpoint(model=model, step=step).restore(path)
-    status.assert_existing_objects_matched()  # every model weight comes from the checkpoint
-    status.expect_partial()  # the optimizer state is not needed
-    return {"model": model, "data": data, "seed": seed, "step": int(step), "checkpoint": path}
+    restore_model(model, path)
+    step = int(tf.train.load_checkpoint(path).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+    return {"model": model, "data": data, "seed": seed, "step": step, "checkpoint": path}

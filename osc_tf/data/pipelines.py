@@ -36,7 +36,7 @@ from osc_tf.data import tfds_builder
 VQA_SHAPE = (2, 8, 2, 3)  # sizes, colours, materials, shapes
 VQA_DIM = 96
 _SPLITS = ("train", "validation", "test")
-_DEFAULT_EPOCHS = 10  # epochs laid out when the step budget is not given
+_ORDER_CYCLE = 16  # epoch e is visited in the order of epoch e mod 16
 
 
 def preprocess_for_inference(images: tf.Tensor, crop_size: int) -> tf.Tensor:
@@ -245,23 +245,17 @@ class MultiObjectData:
         return ds.prefetch(tf.data.AUTOTUNE)
 
     def train(
-        self,
-        batch_size: int,
-        seed: int = 0,
-        input_context=None,
-        start_step: int = 0,
-        num_steps: int | None = None,
+        self, batch_size: int, seed: int = 0, input_context=None, start_step: int = 0
     ) -> tf.data.Dataset:
         """Infinite shuffled two-view batches ``{"images": float32 [2B, S, S, 3]}``.
 
         ``batch_size`` is global; with ``input_context`` each pipeline yields its
-        per-replica share. Epoch e is the pipeline's records shuffled with seed
-        (seed, e) — still encoded, so the buffer holds PNG bytes — and image number
-        i of the stream gets the augmentation seed (seed, pipeline id, i). The
-        stream is a pure function of the seed, so ``start_step`` (a resumed run)
-        starts at exactly the batch an uninterrupted run sees at that step, skipping
-        whole epochs without reading them. ``num_steps`` (the run's budget) sets
-        how many epochs are laid out; past them the stream repeats.
+        per-replica share. Epoch e visits the pipeline's records in the order of a
+        shuffle seeded by (seed, e mod 16) — still encoded, so the buffer holds PNG
+        bytes — and image number i of the stream gets the augmentation seed
+        (seed, pipeline id, i). The stream is a pure function of the seed, so
+        ``start_step`` (a resumed run) starts at exactly the batch an uninterrupted
+        run sees at that step, without reading the skipped epochs.
         """
         pipeline_id = 0
         if input_context is not None:
@@ -273,17 +267,19 @@ class MultiObjectData:
             raise ValueError(f"the train split of {self.builder.builder_config.name} is empty")
         buffer = min(self.shuffle_buffer, num)
         first_epoch, offset = divmod(start_step * batch_size, num)
-        last_epoch = first_epoch + _DEFAULT_EPOCHS
-        if num_steps is not None:
-            last_epoch = max(first_epoch, (num_steps * batch_size - 1) // num)
-        # Python-int seeds per epoch (tf.data rejects tensor seeds under global seed 0).
-        epochs = [
-            records.shuffle(
+
+        def order(e: int) -> tf.data.Dataset:
+            # A Python-int seed: tf.data rejects tensor seeds when the global seed is 0.
+            return records.shuffle(
                 buffer, seed=seed * 1_000_003 + e, reshuffle_each_iteration=False
-            ).enumerate(start=e * num)
-            for e in range(first_epoch, last_epoch + 1)
-        ]
-        ds = functools.reduce(tf.data.Dataset.concatenate, epochs).repeat().skip(offset)
+            )
+
+        cycle = functools.reduce(
+            tf.data.Dataset.concatenate, [order(e) for e in range(_ORDER_CYCLE)]
+        ).repeat()
+        rest_of_cycle = [order(e) for e in range(first_epoch % _ORDER_CYCLE, _ORDER_CYCLE)]
+        ds = functools.reduce(tf.data.Dataset.concatenate, rest_of_cycle + [cycle])
+        ds = ds.skip(offset).enumerate(start=start_step * batch_size)
         stream = seed * 1_000_003 + pipeline_id
         decode = self.builder.info.features["image"].decode_example
         ds = ds.map(

@@ -39,14 +39,20 @@ def test_train_batches_are_two_view_infinite_and_seeded(tiny_data, tiny):
 
 
 def test_train_resumes_at_the_batch_of_an_uninterrupted_run(tiny_data):
-    """start_step s yields the batches s, s+1, ... of the run from 0 (crossing epochs)."""
-    # 28 train scenes, 4 per batch: 7 batches an epoch; steps 9.. are in epoch 1.
-    full = [b["images"].numpy() for b in tiny_data.train(4, seed=3).take(12)]
-    resumed = [b["images"].numpy() for b in tiny_data.train(4, seed=3, start_step=9, num_steps=12).take(3)]
-    for expected, actual in zip(full[9:], resumed, strict=True):
-        np.testing.assert_array_equal(actual, expected)
-    # Each epoch is reshuffled: epoch 1 does not repeat epoch 0's order.
+    """start_step s yields the batches s, s+1, ... of the run from 0 (crossing epochs
+    and the 16-epoch cycle of shuffle orders)."""
+    # 28 train scenes, 4 per batch: 7 batches an epoch; step 9 is in epoch 1, step 115
+    # in epoch 16 (the order of epoch 0 again, with other augmentations).
+    full = [b["images"].numpy() for b in tiny_data.train(4, seed=3).take(118)]
+    for start in (9, 115):
+        resumed = [
+            b["images"].numpy() for b in tiny_data.train(4, seed=3, start_step=start).take(3)
+        ]
+        for expected, actual in zip(full[start : start + 3], resumed, strict=True):
+            np.testing.assert_array_equal(actual, expected)
+    # Each epoch is reshuffled, and a repeated order gets new augmentations.
     assert not np.array_equal(full[0], full[7])
+    assert not np.array_equal(full[0], full[112])
 
 
 def test_validation_views_are_fixed_per_image(tiny_data):

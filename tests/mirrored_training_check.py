@@ -1,0 +1,90 @@
+"""Run by tests/test_training.py in its own process (logical devices must be set
+before TensorFlow starts): MirroredStrategy over 2 logical CPU devices against one
+device on the same global batch, then the training loop under MirroredStrategy.
+
+    python tests/mirrored_training_check.py TFDS_DATA_DIR
+"""
+
+import sys
+import tempfile
+
+import gin
+import keras
+import numpy as np
+import tensorflow as tf
+
+from osc_tf import config, distribute
+from osc_tf.losses import Objective
+from osc_tf.workdir import build_model
+
+
+def one_step(strategy, batch_views):
+    """One SGD train_step on the global batch [2B, S, S, 3]; returns (logs, -lr·gradient).
+
+    SGD makes the weight change the gradient itself (Adam's first step divides a
+    gradient by its own magnitude, which amplifies rounding where it is near zero).
+    """
+    with strategy.scope():
+        model = build_model(0, 32)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), objective=Objective())
+    before = [v.numpy() for v in model.weights]
+    b = batch_views.shape[0] // 2
+    replicas = strategy.num_replicas_in_sync
+    per = b // replicas
+
+    def value_fn(ctx):
+        # Replica r holds [its view-0 rows; its view-1 rows] of images r·per .. (r+1)·per-1.
+        r = ctx.replica_id_in_sync_group
+        view0 = batch_views[r * per : (r + 1) * per]
+        view1 = batch_views[b + r * per : b + (r + 1) * per]
+        return {"images": tf.concat([view0, view1], axis=0)}
+
+    batch = strategy.experimental_distribute_values_from_function(value_fn)
+
+    @tf.function
+    def step(batch):
+        out = strategy.run(model.train_step, args=(batch,))
+        return {
+            k: strategy.reduce("SUM" if k.startswith("loss") else "MEAN", v, axis=None)
+            for k, v in out.items()
+        }
+
+    logs = {k: float(v) for k, v in step(batch).items()}
+    return logs, [v.numpy() - w for v, w in zip(model.weights, before, strict=True)]
+
+
+def main(data_dir: str) -> int:
+    mirrored = distribute.select_strategy("mirrored", cpu_devices=2)
+    assert mirrored.num_replicas_in_sync == 2
+    config.parse(["gin/tests/tiny.gin"], [f"MultiObjectData.data_dir = {data_dir!r}"])
+    data = gin.get_configurable("MultiObjectData")()
+    images = next(iter(data.train(4, seed=1)))["images"]  # [8, 32, 32, 3]
+    single_logs, single_updates = one_step(tf.distribute.get_strategy(), images)
+    mirrored_logs, mirrored_updates = one_step(mirrored, images)
+    for key in ("loss", "loss_global_ctr", "loss_object_ctr_img", "grad_norm", "param_norm"):
+        np.testing.assert_allclose(mirrored_logs[key], single_logs[key], rtol=1e-5, err_msg=key)
+    scale = max(float(np.abs(u).max()) for u in single_updates)
+    assert scale > 0
+    for a, b in zip(mirrored_updates, single_updates, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * scale)
+    print("one step equal:", {k: round(v, 6) for k, v in mirrored_logs.items()})
+
+    with tempfile.TemporaryDirectory() as workdir:
+        config.parse(
+            ["gin/tests/tiny.gin"],
+            [
+                f"MultiObjectData.data_dir = {data_dir!r}",
+                f"train.workdir = {workdir!r}",
+                "train.strategy = 'mirrored'",
+                "train.evaluate = False",
+                "train.export = False",
+            ],
+        )
+        result = gin.get_configurable("train")()
+        assert result["status"] == "finished" and np.isfinite(result["loss"]), result
+    print("mirrored training ran:", result["step"], "steps")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
