@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     p.add_argument("--mem", help="SLURM --mem, e.g. 64G")
     p.add_argument("--max_requeues", type=int, default=20, help="requeues after time limits")
     p.add_argument("--relaunch_active", action="store_true", help="also runs marked running")
-    p.add_argument("--dry_run", action="store_true", help="list the runs, launch nothing")
+    p.add_argument("--dry_run", action="store_true", help="check and list the runs, launch nothing")
     p.add_argument("--summarize", metavar="DIR", help="print DIR's runs as a table + CSV, exit")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -53,7 +53,8 @@ def main(argv=None) -> int:
     try:
         runs = sweep.plan(args.gin_file, args.gin_param, args.grid, args.sweep_dir)
         if args.dry_run:
-            print("\n".join(run.name for run in runs))
+            for run in runs:
+                print(f"{run.name}  ({sweep.check_config(run)} steps)")
             return 0
         resources = sweep.Resources(
             gpus_per_node=args.gpus_per_node,

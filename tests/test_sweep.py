@@ -210,34 +210,30 @@ def test_debug_sweep_resumes_a_sigterm_interrupted_run_then_skips_it_once_finish
     assert lines[-1] == "skip train.num_steps=40: finished" and starts(workdir) == [0, stopped]
 
 
-def test_local_sweep_runs_subprocesses_one_at_a_time_and_records_failures(
+def test_local_sweep_runs_at_most_max_parallel_subprocesses_and_records_failures(
     tiny_params, tmp_path, capsys
 ):
     main = sweep_script().main
     args = ["--gin_file", TINY, "--sweep_dir", str(tmp_path), "--executor", "local"]
     args += [a for p in tiny_params + QUICK for a in ("--gin_param", p)]
-    assert main(args + ["--grid", "train.batch_size=4,0"]) == 1  # one run failed
-    good = read_json(str(tmp_path / "train.batch_size=4" / STATUS_FILE))
-    bad = read_json(str(tmp_path / "train.batch_size=0" / STATUS_FILE))
-    assert good["status"] == "finished" and bad["status"] == "failed"
-    assert good["executor"] == bad["executor"] == "local"
-    assert os.getpid() not in (good["pid"], bad["pid"]) and good["pid"] != bad["pid"]
-    assert bad["started"] >= good["updated"]  # max_parallel 1: the second began after the first
+    args += ["--grid", "train.batch_size=4,0,-1", "--max_parallel", "2"]
+    assert main(args) == 1  # some runs failed
+    names = ["train.batch_size=4", "train.batch_size=0", "train.batch_size=-1"]
+    good, bad, worse = (read_json(str(tmp_path / n / STATUS_FILE)) for n in names)
+    assert (good["status"], bad["status"], worse["status"]) == ("finished", "failed", "failed")
+    assert {good["executor"], bad["executor"], worse["executor"]} == {"local"}
+    assert len({os.getpid(), good["pid"], bad["pid"], worse["pid"]}) == 4  # own processes
+    assert bad["started"] < good["updated"]  # the first two ran side by side
+    assert worse["started"] >= min(good["updated"], bad["updated"])  # the third waited
     assert bad["error"] == "ValueError: train.batch_size must be a positive integer, got 0"
 
     capsys.readouterr()
     assert main(["--summarize", str(tmp_path)]) == 0
     table = capsys.readouterr().out.splitlines()
-    final = read_json(str(tmp_path / "train.batch_size=4" / "train_result.json"))
-    assert table[1].split()[:5] == [
-        "train.batch_size=4",
-        "4",
-        "finished",
-        "4",
-        f"{final['loss']:.4g}",
-    ]
-    assert table[2].split()[:3] == ["train.batch_size=0", "0", "failed"]
-    assert table[2].endswith(bad["error"])
+    final = read_json(str(tmp_path / names[0] / "train_result.json"))
+    assert table[1].split()[:5] == [names[0], "4", "finished", "4", f"{final['loss']:.4g}"]
+    assert table[2].split()[:3] == [names[1], "0", "failed"]
+    assert table[2].endswith(bad["error"]) and table[3].endswith(worse["error"])
 
 
 @pytest.fixture

@@ -10,7 +10,15 @@ tabulates a sweep directory.
 """
 
 from osc_tf.sweep.grid import Axis, Run, parse_axis, plan, split_values
-from osc_tf.sweep.launch import EXECUTORS, Resources, SweepRun, launch, minutes, run_state
+from osc_tf.sweep.launch import (
+    EXECUTORS,
+    Resources,
+    SweepRun,
+    check_config,
+    launch,
+    minutes,
+    run_state,
+)
 from osc_tf.sweep.summary import format_table, summarize
 
 __all__ = [
@@ -19,6 +27,7 @@ __all__ = [
     "Resources",
     "Run",
     "SweepRun",
+    "check_config",
     "format_table",
     "launch",
     "minutes",

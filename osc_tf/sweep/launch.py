@@ -216,8 +216,12 @@ def run_state(run: Run, num_steps: int) -> str:
     return "todo"
 
 
-def _check(run: Run) -> int:
-    """Parses the run's configuration (fails before launching anything); its step budget."""
+def check_config(run: Run) -> int:
+    """Parses the run's configuration (to fail before launching anything); its step budget.
+
+    Raises:
+        config.ConfigError: naming the run.
+    """
     try:
         config.parse(run.gin_files, run.gin_params)
     except config.ConfigError as e:
@@ -258,7 +262,7 @@ def launch(
     resources = resources or Resources()
     states, todo = {}, []
     for run in runs:
-        num_steps = _check(run)
+        num_steps = check_config(run)
         os.makedirs(run.workdir, exist_ok=True)
         _record(run)
         states[run.name] = run_state(run, num_steps)
@@ -304,26 +308,32 @@ def _local(runs, folder, max_parallel, resources, say) -> dict[str, str]:
     if resources.gpus_per_node:
         import tensorflow as tf
 
-        gpus, g = len(tf.config.list_physical_devices("GPU")), resources.gpus_per_node
-        slots = [tuple(range(i, i + g)) for i in range(0, gpus - g + 1, g)][:max_parallel]
+        ids = list(range(len(tf.config.list_physical_devices("GPU"))))
+        if os.environ.get("CUDA_VISIBLE_DEVICES"):  # the CUDA ids this process may use
+            ids = [int(i) for i in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if i.strip()]
+        g = resources.gpus_per_node
+        slots = [tuple(ids[i : i + g]) for i in range(0, len(ids) - g + 1, g)][:max_parallel]
         if not slots:
-            raise RuntimeError(f"gpus_per_node={g} but this machine has {gpus} GPUs")
+            raise RuntimeError(f"gpus_per_node={g} but this machine has {len(ids)} GPUs")
     queue, active, states = collections.deque(runs), {}, {}
+    free = list(range(len(slots)))  # indices of unused slots
     while queue or active:
-        free = [s for s in slots if s not in [slot for _, _, slot in active.values()]]
         while queue and free:
-            run, slot = queue.popleft(), free.pop(0)
-            if slot:
-                executor.update_parameters(gpus_per_node=len(slot), visible_gpus=slot)
+            run, index = queue.popleft(), free.pop(0)
+            if slots[index]:
+                executor.update_parameters(
+                    gpus_per_node=len(slots[index]), visible_gpus=slots[index]
+                )
             job = executor.submit(SweepRun(run, "local"))
             pid = int(job.job_id)  # the job's controller process
             write_status(run.workdir, "submitted", executor="local", job_id=job.job_id, pid=pid)
             say(f"started {run.name} (process {job.job_id})")
-            active[run.name] = (run, job, slot)
+            active[run.name] = (run, job, index)
         time.sleep(0.2)
-        for name, (run, job, _) in list(active.items()):
+        for name, (run, job, index) in list(active.items()):
             if job.done():
                 del active[name]
+                free.append(index)
                 states[name] = _outcome(run, job)
                 say(f"{states[name]} {name}")
     return states
