@@ -99,8 +99,13 @@ def multi_worker_strategy() -> tf.distribute.Strategy:
 
 
 def in_multi_task_slurm_step() -> bool:
-    """True inside a SLURM job step that runs more than one task (one per worker)."""
-    tasks = os.environ.get("SLURM_STEP_NUM_TASKS") or os.environ.get("SLURM_NTASKS")
+    """True inside an ``srun`` job step that runs more than one task (one per worker).
+
+    Only ``srun`` sets ``SLURM_STEP_NUM_TASKS``: a batch script of a job with
+    several tasks (``SLURM_NTASKS > 1``) that runs training without ``srun`` is one
+    process, not a worker.
+    """
+    tasks = os.environ.get("SLURM_STEP_NUM_TASKS")
     return "SLURM_PROCID" in os.environ and tasks is not None and int(tasks) > 1
 
 

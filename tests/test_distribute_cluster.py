@@ -59,6 +59,9 @@ def test_slurm_task_counts_must_match_the_hosts(slurm_env, monkeypatch):
 def test_single_task_slurm_job_is_not_multi_worker(slurm_env, monkeypatch):
     monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")
     assert not distribute.in_multi_task_slurm_step()
+    monkeypatch.delenv("SLURM_STEP_NUM_TASKS")
+    monkeypatch.setenv("SLURM_NTASKS", "4")  # a batch script of a 4-task job, not an srun step
+    assert not distribute.in_multi_task_slurm_step()
     strategy = distribute.select_strategy("auto")
     assert strategy.num_replicas_in_sync == 1 and distribute.num_workers(strategy) == 1
     assert distribute.any_worker(strategy, True) and not distribute.any_worker(strategy, False)
