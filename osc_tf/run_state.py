@@ -150,17 +150,24 @@ def write_run_info(workdir: str, seed: int, start_step: int) -> None:
 
 
 class PreemptionFlag:
-    """Context manager turning SIGTERM/SIGINT into a flag the loop polls."""
+    """Context manager turning SIGTERM/SIGINT/SIGUSR2 into a flag the loop polls.
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    SIGUSR2 is what SLURM sends ahead of a job's time limit with
+    ``--signal=USR2@<seconds>`` (submitit asks for it); ``signal`` keeps the name
+    of the first signal received (e.g. ``"SIGUSR2"``), None before any.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
 
     def __init__(self):
         self.raised = False
+        self.signal: str | None = None
         self._previous = {}
 
     def _handler(self, signum, frame):
         log.warning("received signal %d: will checkpoint and stop", signum)
         self.raised = True
+        self.signal = self.signal or signal.Signals(signum).name
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():

@@ -4,8 +4,10 @@ Resume order: (1) the newest checkpoint in ``workdir/checkpoints`` (same step,
 same optimizer state, same data position); else (2) the model weights of
 ``init_from`` (a checkpoint path or a workdir); else (3) scratch. Logging,
 validation, figures, checkpoints, evaluation and export also happen on the last
-step. SIGTERM/SIGINT (e.g. SLURM pre-emption) saves a checkpoint and returns.
-Only the chief process writes summaries, figures, evaluation and export.
+step. SIGTERM/SIGINT/SIGUSR2 (e.g. SLURM pre-emption or time limit) saves a
+checkpoint and returns; the workers of a multi-worker run agree on the step to
+stop at. Only the chief process writes summaries, figures, evaluation and export
+(the others write their share of each checkpoint to a temporary folder and wait).
 """
 
 from __future__ import annotations
@@ -85,7 +87,9 @@ def train(
         export: write the SavedModel to ``workdir/export`` at the end.
 
     Returns:
-        The last logged training metrics plus ``step`` and ``status``.
+        The last logged training metrics plus ``step`` and ``status`` (``"finished"``,
+        or ``"preempted"`` with ``signal``: the name of the signal this process
+        received, None on a worker stopped by another worker's signal).
     """
     for name, value in (("num_steps", num_steps), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:
@@ -157,12 +161,14 @@ def train(
                 console.note(step, "validation", val)
             if chief and _due(step, viz_interval, last):
                 _figure(writers["validation"], net, data, step)
-            if _due(step, checkpoint_interval, last) or preempt.raised or pause:
+            stop = distribute.any_worker(strat, preempt.raised)  # all workers stop together
+            if _due(step, checkpoint_interval, last) or stop or pause:
                 ckpts.save(step)
-            if preempt.raised or pause:
-                status = "preempted" if preempt.raised else "paused"
+            if stop or pause:
+                status = "preempted" if stop else "paused"
                 log.warning("%s: checkpoint saved at step %d; stopping", status, step)
-                return {**logs, "step": step, "status": status}
+                result = {**logs, "step": step, "status": status}
+                return result | ({"signal": preempt.signal} if stop else {})
             if evaluate and chief and _due(step, test_interval, last):
                 evaluate_now(step)
     if export and chief:
@@ -172,6 +178,7 @@ def train(
     if chief:
         with open(os.path.join(workdir, "train_result.json"), "w") as f:
             json.dump(result, f, indent=2)
+    distribute.barrier(strat)  # other workers wait for the chief's evaluation and export
     console.done(workdir)
     return result
 

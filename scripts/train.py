@@ -11,7 +11,9 @@
     python scripts/train.py --gin_file gin/train.gin --print_config
 
 Re-running with the same --workdir resumes from its newest checkpoint; a larger
-``train.num_steps`` continues training.
+``train.num_steps`` continues training. SIGTERM, SIGINT or SIGUSR2 (SLURM's
+time-limit warning) saves a checkpoint and exits with status 75 ("preempted: run
+again to resume"), as scripts/sweep.py does; 0 means the run finished.
 """
 
 import argparse
@@ -21,6 +23,8 @@ import sys
 import gin
 
 from osc_tf import config
+
+PREEMPTED = 75  # EX_TEMPFAIL: stopped at a checkpoint; re-running resumes
 
 
 def main(argv=None) -> int:
@@ -46,7 +50,7 @@ def main(argv=None) -> int:
         return 0
 
     result = gin.get_configurable("train")()
-    return 0 if result["status"] in ("finished", "preempted") else 1
+    return {"finished": 0, "preempted": PREEMPTED}.get(result["status"], 1)
 
 
 if __name__ == "__main__":

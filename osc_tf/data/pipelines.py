@@ -7,8 +7,13 @@
 
 Two-view batches stack the views on the batch axis: rows 0..B-1 are view 0 of
 images 0..B-1, rows B..2B-1 view 1 of the same images. Under ``tf.distribute`` pass
-the ``tf.distribute.InputContext``: each input pipeline reads its own even part of
-the split and batches ``input_context.get_per_replica_batch_size(batch_size)``.
+the ``tf.distribute.InputContext``: the train and validation pipelines of every
+worker walk the same global stream of images and keep every n-th one (n input
+pipelines, ``tf.data.Dataset.shard`` before decoding), batching
+``input_context.get_per_replica_batch_size(batch_size)``. The replicas' batches of
+a step are then exactly the global batch one process sees at that step, whatever
+the number of machines and devices (a run may resume on another topology); each
+worker reads every record of the split, still encoded, and decodes its share.
 
 Test batches (finite, last batch may be short unless ``drop_remainder``):
 
@@ -250,18 +255,21 @@ class MultiObjectData:
         """Infinite shuffled two-view batches ``{"images": float32 [2B, S, S, 3]}``.
 
         ``batch_size`` is global; with ``input_context`` each pipeline yields its
-        per-replica share. Epoch e visits the pipeline's records in the order of a
-        shuffle seeded by (seed, e mod 16) — still encoded, so the buffer holds PNG
-        bytes — and image number i of the stream gets the augmentation seed
-        (seed, pipeline id, i). The stream is a pure function of the seed, so
-        ``start_step`` (a resumed run) starts at exactly the batch an uninterrupted
-        run sees at that step, without reading the skipped epochs.
+        per-replica share: images ``k·n + pipeline id`` of the global stream (n
+        pipelines), so a step's global batch is the same on any number of machines.
+        Epoch e visits the split's records in the order of a shuffle seeded by
+        (seed, e mod 16) — still encoded, so the buffer holds PNG bytes — and image
+        number i of the global stream gets the augmentation seed (seed, i). The
+        stream is a pure function of the seed, so ``start_step`` (a resumed run)
+        starts at exactly the batch an uninterrupted run sees at that step, without
+        reading the skipped epochs.
         """
-        pipeline_id = 0
+        per_replica, pipelines, pipeline_id = batch_size, 1, 0
         if input_context is not None:
-            batch_size = input_context.get_per_replica_batch_size(batch_size)
+            per_replica = input_context.get_per_replica_batch_size(batch_size)
+            pipelines = input_context.num_input_pipelines
             pipeline_id = input_context.input_pipeline_id
-        records = self._read("train", ("image",), input_context, encoded=("image",))
+        records = self._read("train", ("image",), None, encoded=("image",))
         num = int(records.cardinality())
         if num < 1:
             raise ValueError(f"the train split of {self.builder.builder_config.name} is empty")
@@ -270,9 +278,7 @@ class MultiObjectData:
 
         def order(e: int) -> tf.data.Dataset:
             # A Python-int seed: tf.data rejects tensor seeds when the global seed is 0.
-            return records.shuffle(
-                buffer, seed=seed * 1_000_003 + e, reshuffle_each_iteration=False
-            )
+            return records.shuffle(buffer, seed=seed * 1_000_003 + e, reshuffle_each_iteration=False)
 
         cycle = functools.reduce(
             tf.data.Dataset.concatenate, [order(e) for e in range(_ORDER_CYCLE)]
@@ -280,28 +286,41 @@ class MultiObjectData:
         rest_of_cycle = [order(e) for e in range(first_epoch % _ORDER_CYCLE, _ORDER_CYCLE)]
         ds = functools.reduce(tf.data.Dataset.concatenate, rest_of_cycle + [cycle])
         ds = ds.skip(offset).enumerate(start=start_step * batch_size)
-        stream = seed * 1_000_003 + pipeline_id
+        if pipelines > 1:
+            ds = ds.shard(pipelines, pipeline_id)
+        stream = seed * 1_000_003
         decode = self.builder.info.features["image"].decode_example
         ds = ds.map(
             lambda i, ex: (decode(ex["image"]), tf.stack([tf.constant(stream, tf.int64), i])),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-        return self._two_views(ds, batch_size, drop_remainder=True)
+        return self._two_views(ds, per_replica, drop_remainder=True)
 
     def validation(
         self, batch_size: int, input_context=None, drop_remainder: bool = False
     ) -> tf.data.Dataset:
-        """Finite two-view batches; image r gets seed (validation_seed, r), r its record."""
+        """Finite two-view batches; image r gets seed (validation_seed, r), r its record.
+
+        With ``input_context`` each pipeline keeps every n-th image of the split;
+        ``drop_remainder`` then first drops the images past the last full global
+        batch, so every pipeline yields the same number of batches.
+        """
+        per_replica, pipelines = batch_size, 1
         if input_context is not None:
-            batch_size = input_context.get_per_replica_batch_size(batch_size)
-        ds = self._read("validation", ("image", "record_index"), input_context)
+            per_replica = input_context.get_per_replica_batch_size(batch_size)
+            pipelines = input_context.num_input_pipelines
+        ds = self._read("validation", ("image", "record_index"), None)
+        if pipelines > 1:
+            if drop_remainder:
+                ds = ds.take(int(ds.cardinality()) // batch_size * batch_size)
+            ds = ds.shard(pipelines, input_context.input_pipeline_id)
         ds = ds.map(
             lambda ex: (
                 ex["image"],
                 tf.stack([tf.constant(self.validation_seed, tf.int64), ex["record_index"]]),
             )
         )
-        return self._two_views(ds, batch_size, drop_remainder)
+        return self._two_views(ds, per_replica, drop_remainder)
 
     def test(
         self,
