@@ -278,7 +278,9 @@ class MultiObjectData:
 
         def order(e: int) -> tf.data.Dataset:
             # A Python-int seed: tf.data rejects tensor seeds when the global seed is 0.
-            return records.shuffle(buffer, seed=seed * 1_000_003 + e, reshuffle_each_iteration=False)
+            return records.shuffle(
+                buffer, seed=seed * 1_000_003 + e, reshuffle_each_iteration=False
+            )
 
         cycle = functools.reduce(
             tf.data.Dataset.concatenate, [order(e) for e in range(_ORDER_CYCLE)]
