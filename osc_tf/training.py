@@ -136,9 +136,11 @@ def train(
     console = Console(num_steps, start, log_interval)
     logs, step, iterator = {}, start, iter(train_ds)
     tick, images_seen = time.perf_counter(), 0
-    stop = num_steps if max_steps_per_run is None else min(num_steps, start + max_steps_per_run)
+    stop_step = (
+        num_steps if max_steps_per_run is None else min(num_steps, start + max_steps_per_run)
+    )
     with PreemptionFlag() as preempt:
-        while step < stop:
+        while step < stop_step:
             logs = {k: float(v) for k, v in step_fn(next(iterator)).items()}
             step += 1
             images_seen += batch_size
@@ -148,7 +150,7 @@ def train(
                     f"is {ckpts.latest or 'none (no checkpoint was written yet)'}"
                 )
             last = step == num_steps
-            pause = step == stop and not last
+            pause = step == stop_step and not last
             if step % log_interval == 0 or last:
                 now = time.perf_counter()
                 logs["images_per_second"] = images_seen / max(now - tick, 1e-9)

@@ -30,14 +30,13 @@ def two_views(batch, b: int):
 def test_two_pipelines_interleave_into_the_single_process_batch(data, start_step):
     """Pipeline p of 2 holds images 2k + p of each global batch of 8 (both views)."""
     steps = 9  # 9 x 8 = 72 images: the stream crosses two epoch boundaries (28 a epoch)
-    whole = data.train(8, seed=1, start_step=start_step, num_steps=start_step + steps)
+    whole = data.train(8, seed=1, start_step=start_step)
     shards = [
         data.train(
             8,
             seed=1,
             input_context=tf.distribute.InputContext(2, p, 2),
             start_step=start_step,
-            num_steps=start_step + steps,
         )
         for p in range(2)
     ]

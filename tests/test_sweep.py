@@ -172,7 +172,7 @@ def test_debug_sweep_resumes_a_sigterm_interrupted_run_then_skips_it_once_finish
     tiny_params, tmp_path
 ):
     params = tiny_params + QUICK + ["train.val_interval = 0"]
-    runs = sweep.plan([TINY], params, ["train.num_steps=40"], str(tmp_path))
+    runs = sweep.plan([TINY], params, ["train.num_steps=300"], str(tmp_path))
     workdir = runs[0].workdir
     index = os.path.join(workdir, "checkpoints", "checkpoint")
 
@@ -191,23 +191,23 @@ def test_debug_sweep_resumes_a_sigterm_interrupted_run_then_skips_it_once_finish
         thread.join(timeout=60)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    assert first == {"train.num_steps=40": "preempted"} and not late
+    assert first == {"train.num_steps=300": "preempted"} and not late
     status = read_json(os.path.join(workdir, STATUS_FILE))
     stopped = status["step"]
-    assert 2 <= stopped < 40 and status["result"]["signal"] == "SIGTERM"
+    assert 2 <= stopped < 300 and status["result"]["signal"] == "SIGTERM"
     assert status["executor"] == "debug" and status["pid"] == os.getpid()
-    assert read_json(os.path.join(workdir, RUN_FILE))["overrides"] == {"train.num_steps": "40"}
+    assert read_json(os.path.join(workdir, RUN_FILE))["overrides"] == {"train.num_steps": "300"}
 
     assert sweep.launch(runs, executor="debug", say=lines.append) == first | {
-        "train.num_steps=40": "finished"
+        "train.num_steps=300": "finished"
     }
     assert starts(workdir) == [0, stopped]  # resumed from the checkpoint of the signal
     result = read_json(os.path.join(workdir, "train_result.json"))
-    assert result["status"] == "finished" and result["step"] == 40
+    assert result["status"] == "finished" and result["step"] == 300
     assert sweep.launch(runs, executor="debug", say=lines.append) == {
-        "train.num_steps=40": "finished"
+        "train.num_steps=300": "finished"
     }
-    assert lines[-1] == "skip train.num_steps=40: finished" and starts(workdir) == [0, stopped]
+    assert lines[-1] == "skip train.num_steps=300: finished" and starts(workdir) == [0, stopped]
 
 
 def test_local_sweep_runs_at_most_max_parallel_subprocesses_and_records_failures(
