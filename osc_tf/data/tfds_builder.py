@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -234,17 +235,29 @@ def prepare(
     manual_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
 ) -> None:
-    """Build the dataset unless complete; ``overwrite`` rebuilds a complete one."""
-    mode = (
-        tfds.download.GenerateMode.FORCE_REDOWNLOAD
-        if overwrite
-        else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
-    )
+    """Build the dataset unless complete; ``overwrite`` rebuilds a complete one.
+
+    TFDS writes into an ``incomplete.*`` folder renamed only when the build
+    succeeds. On ``overwrite`` the complete dataset is moved aside first and put
+    back if the rebuild fails, so a failed rebuild never loses a good dataset.
+    """
     config = tfds.download.DownloadConfig(
         manual_dir=None if manual_dir is None else os.fspath(os.path.expanduser(manual_dir)),
-        download_mode=mode,
+        download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS,
     )
-    builder_.download_and_prepare(download_config=config)
+    target = os.fspath(builder_.data_dir)
+    previous = target + ".previous"
+    if overwrite and builder_.is_prepared():
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(target, previous)
+    try:
+        builder_.download_and_prepare(download_config=config)
+    except BaseException:
+        if os.path.isdir(previous):
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(previous, target)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def summary(builder_: MultiObject) -> str:
