@@ -236,3 +236,31 @@ def test_print_config_lists_every_parameter_with_its_default(capsys):
     assert "SlotAttention.eps = 1e-08  # default" in out
     assert "train.workdir = 'runs/tiny'  # bound" in out
     assert "WarmupDecay.total_steps = %REQUIRED  # required" in out
+
+
+@pytest.mark.parametrize(
+    "precision, jit",
+    [("mixed_float16", False), pytest.param("mixed_bfloat16", True, marks=pytest.mark.slow)],
+)
+def test_mixed_precision_and_xla_train_with_finite_losses(tiny_data, tmp_path, precision, jit):
+    try:
+        result = train_tiny(
+            tiny_data.data_dir,
+            tmp_path,
+            f"train.precision = {precision!r}",
+            f"train.jit_compile = {jit}",
+            "train.num_steps = 3",
+            "train.checkpoint_interval = 3",
+            "train.evaluate = False",
+            "train.export = False",
+            "train.val_interval = 0",
+            "train.viz_interval = 0",
+        )
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert result["status"] == "finished"
+    losses = scalars(str(tmp_path), "train")["loss"]
+    assert sorted(losses) == [1, 2, 3] and all(np.isfinite(v) for v in losses.values())
+    # float16 loss scaling skips the steps whose scaled gradients overflow; the
+    # weights it keeps are finite either way.
+    assert all(np.isfinite(w).all() for w in checkpoint_weights(str(tmp_path)).values())
