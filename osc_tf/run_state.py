@@ -209,4 +209,17 @@ class Console:
         print(f"step {step}/{self.num_steps} {what}: {parts}", file=self.stream, flush=True)
 
     def done(self, workdir: str) -> None:
-        print(f"training finished: workdir {workdir}", file=self.stream, flush=True)
+        """Says where the run's outputs are."""
+        lines = [f"training finished: {workdir}"]
+        places = (
+            ("tensorboard", "TensorBoard", "tensorboard --logdir {}"),
+            ("metrics.json", "metrics", "{}"),
+            ("figures", "figures", "{}"),
+            ("export", "SavedModel", "{}"),
+            ("checkpoints", "checkpoints", "{}"),
+        )
+        for name, what, shown in places:
+            path = os.path.join(workdir, name)
+            if os.path.exists(path):
+                lines.append(f"  {what:12s} {shown.format(path)}")
+        print("\n".join(lines), file=self.stream, flush=True)
