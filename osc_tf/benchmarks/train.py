@@ -1,0 +1,180 @@
+"""Images/s and peak RSS of the full training step, one fresh process per configuration.
+
+    python scripts/benchmark.py train                  # the default table (about 5 min)
+    python scripts/benchmark.py train --only default   # one row
+    python scripts/benchmark.py train --steps 10 --rows default,xla
+
+The step is the one ``osc_tf.training.train`` runs: ``strategy.run(model.train_step)``
+inside a ``tf.function`` (forward of both views, every loss term with its Hungarian
+matching, backward, AdamW update, the logged health metrics). The baseline row is
+the original study's default: ``gin/model/default.gin`` (slots_to_global, ViT P=8
+D=64 4×4, 11 learned queries, slot attention), ctr + ctr_img, AdamW with the
+warm-up/cosine schedule, batch 64 images = 128 views of 128×128. Every other row
+changes one thing. Input batches are random tensors already in memory, so the
+figure is the model's cost alone (``benchmark.py data`` measures the pipeline).
+
+Images/s count source images (each gives two views) over ``--steps`` timed steps
+after ``--warmup`` steps (the first traces and compiles). Peak RSS is the
+process's maximum resident set size at the end (``ru_maxrss``), including
+TensorFlow itself; each row runs in its own process so that peaks do not mix.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+# name -> (description, batch size, extra gin files, extra gin bindings, precision, XLA)
+ROWS = {
+    "default": ("original default", 64, [], [], "float32", False),
+    "xla": ("XLA forward/backward", 64, [], [], "float32", True),
+    "bf16": ("mixed_bfloat16", 64, [], [], "mixed_bfloat16", False),
+    "bf16_xla": ("mixed_bfloat16 + XLA", 64, [], [], "mixed_bfloat16", True),
+    "b16": ("batch 16", 16, [], [], "float32", False),
+    "b32": ("batch 32", 32, [], [], "float32", False),
+    "b128": ("batch 128", 128, [], [], "float32", False),
+    "cross": (
+        "cross-attention decoder",
+        64,
+        ["gin/model/obj_fn/cross_attention.gin"],
+        [],
+        "float32",
+        False,
+    ),
+    "patch4": ("patch 4 (N = 1024)", 64, [], ["ViT.patch_size = 4"], "float32", False),
+    "k7": ("K = 7", 64, [], ["LearnedQueries.num_slots = 7"], "float32", False),
+    "k16": ("K = 16", 64, [], ["LearnedQueries.num_slots = 16"], "float32", False),
+}
+
+
+def measure(row: str, steps: int, warmup: int, image_size: int) -> dict:
+    """Runs one row in this process; returns its figures."""
+    import gin
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import osc_tf.configurables  # noqa: F401  (registers the gin names)
+    from osc_tf.training import _distributed
+    from osc_tf.workdir import build_model
+
+    _, batch_size, files, bindings, precision, xla = ROWS[row]
+    gin.add_config_file_search_path(str(REPO))
+    base = [
+        "gin/model/default.gin",
+        "gin/losses/ctr.gin",
+        "gin/losses/ctr_img.gin",
+        "gin/optim/adamw.gin",
+    ]
+    gin.parse_config_files_and_bindings(base + files, bindings)
+    keras.mixed_precision.set_global_policy(precision)
+    strategy = tf.distribute.get_strategy()
+    model = build_model(0, image_size)
+    schedule = gin.get_configurable("WarmupDecay")(total_steps=100_000)
+    optimizer = gin.get_configurable("AdamW")(learning_rate=schedule)
+    model.compile(
+        optimizer=optimizer,
+        objective=gin.get_configurable("Objective")(),
+        jit_compile_forward=xla,
+    )
+    optimizer.build(model.trainable_variables)
+    step = _distributed(strategy, model.train_step)
+
+    rng = np.random.default_rng(0)
+    batches = [
+        {
+            "images": tf.constant(
+                rng.standard_normal((2 * batch_size, image_size, image_size, 3), "float32")
+            )
+        }
+        for _ in range(2)
+    ]
+    start = time.perf_counter()
+    for i in range(warmup):
+        logs = step(batches[i % 2])
+        float(logs["loss"])
+    warmup_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for i in range(steps):
+        logs = step(batches[i % 2])
+        float(logs["loss"])  # waits for the step
+    elapsed = time.perf_counter() - start
+    return {
+        "row": row,
+        "batch_size": batch_size,
+        "params": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
+        "warmup_s": warmup_s,
+        "step_ms": 1000 * elapsed / steps,
+        "images_per_s": batch_size * steps / elapsed,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "loss": float(logs["loss"]),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="benchmark.py train", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--rows", default=",".join(ROWS), help=f"comma-separated, of {sorted(ROWS)}"
+    )
+    parser.add_argument("--only", help="run this one row in this process (used by the table)")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--image_size", type=int, default=128)
+    parser.add_argument("--json", help="append every row's figures to this JSON-lines file")
+    args = parser.parse_args(argv)
+
+    if args.only:
+        print(json.dumps(measure(args.only, args.steps, args.warmup, args.image_size)))
+        return 0
+    rows = args.rows.split(",")
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; choose from {sorted(ROWS)}")
+    print(
+        f"images {args.image_size}x{args.image_size} (two views per image), "
+        f"{args.warmup} warm-up + {args.steps} timed steps, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'row':10s} {'configuration':26s} {'batch':>5s} {'first s':>8s} {'ms/step':>8s} "
+        f"{'images/s':>9s} {'peak RSS GB':>11s}"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+    for row in rows:
+        cmd = [
+            sys.executable,
+            "-m",
+            "osc_tf.benchmarks.train",
+            "--only",
+            row,
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--image_size",
+            str(args.image_size),
+        ]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
+        if done.returncode:
+            tail = (done.stderr.strip().splitlines() or ["?"])[-1]
+            print(f"{row:10s} failed: {tail}")
+            continue
+        fig = json.loads(done.stdout.strip().splitlines()[-1])
+        print(
+            f"{row:10s} {ROWS[row][0]:26s} {fig['batch_size']:5d} {fig['warmup_s']:8.1f} "
+            f"{fig['step_ms']:8.0f} {fig['images_per_s']:9.1f} {fig['peak_rss_gb']:11.2f}",
+            flush=True,
+        )
+        if args.json:
+            with open(args.json, "a") as f:
+                f.write(json.dumps(fig) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
