@@ -9,6 +9,8 @@ attention weights come back with every call for the object decoders.
 import keras
 from keras import ops
 
+from osc_tf.layers import fused
+
 
 @keras.saving.register_keras_serializable(package="osc_tf")
 class MultiHeadAttention(keras.layers.Layer):
@@ -29,9 +31,13 @@ class MultiHeadAttention(keras.layers.Layer):
         x: queries ``[B, L, D]``.
         context: ``[B, M, Dc]`` or None for self-attention (``context = x``).
         training: Python bool.
+        need_weights: return the attention weights. With False (and no attention
+            dropout in training) they are never materialised as a whole and the
+            memory-lean ``fused.attention`` computes the output.
 
     Returns:
-        ``(out [B, L, D], weights [B, h, L, M])``; weights sum to 1 over M.
+        ``(out [B, L, D], weights [B, h, L, M])``; weights sum to 1 over M (None
+        with ``need_weights=False``).
     """
 
     def __init__(
@@ -73,22 +79,29 @@ class MultiHeadAttention(keras.layers.Layer):
     def _split_heads(self, x):
         length = x.shape[1] if x.shape[1] is not None else ops.shape(x)[1]
         head_dim = x.shape[-1] // self.num_heads
-        return ops.reshape(x, (ops.shape(x)[0], length, self.num_heads, head_dim))  # [B, L, h, D/h]
+        x = ops.reshape(x, (ops.shape(x)[0], length, self.num_heads, head_dim))
+        return ops.transpose(x, (0, 2, 1, 3))  # [B, h, L, D/h]
 
-    def call(self, x, context=None, training=False):
+    def call(self, x, context=None, training=False, need_weights=True):
         if context is None:
             context = x
-        dim = x.shape[-1]
-        q = self._split_heads(self.q_proj(x))  # [B, L, h, D/h]
-        k = self._split_heads(self.k_proj(context))  # [B, M, h, D/h]
-        v = self._split_heads(self.v_proj(context))  # [B, M, h, D/h]
-        scale = (dim // self.num_heads) ** -0.5
-        logits = ops.einsum("blhd,bmhd->bhlm", ops.cast(q, "float32"), ops.cast(k, "float32"))
-        weights = ops.softmax(logits * scale, axis=-1)  # [B, h, L, M], float32
-        dropped = self.attn_drop(weights, training=training)
-        out = ops.einsum("bhlm,bmhd->blhd", ops.cast(dropped, v.dtype), v)  # [B, L, h, D/h]
+        batch, dim, heads = ops.shape(x)[0], x.shape[-1], self.num_heads
         length = x.shape[1] if x.shape[1] is not None else ops.shape(x)[1]
-        out = ops.reshape(out, (ops.shape(x)[0], length, dim))  # [B, L, D]
+        # Heads-major layout [B, h, L, D/h]: both products are plain batched matmuls,
+        # and the scale goes on q (small) rather than on the logits [B, h, L, M].
+        q = ops.cast(self._split_heads(self.q_proj(x)), "float32") * (dim // heads) ** -0.5
+        k = ops.cast(self._split_heads(self.k_proj(context)), "float32")
+        v = self._split_heads(self.v_proj(context))
+        if need_weights or (training and self.attn_dropout > 0):
+            weights = ops.softmax(ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))), axis=-1)
+            dropped = self.attn_drop(weights, training=training)  # [B, h, L, M], float32
+            out = ops.matmul(ops.cast(dropped, v.dtype), v)  # [B, h, L, D/h]
+        else:
+            weights = None  # chunked, never materialised (osc_tf.layers.fused)
+            merge = lambda t: ops.reshape(t, (-1,) + tuple(ops.shape(t)[2:]))  # noqa: E731
+            out = fused.attention(merge(q), merge(k), merge(ops.cast(v, "float32")))
+            out = ops.cast(ops.reshape(out, ops.shape(q)), v.dtype)  # [B, h, L, D/h]
+        out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (batch, length, dim))  # [B, L, D]
         out = self.proj_drop(self.out_proj(out), training=training)
         return out, weights
 

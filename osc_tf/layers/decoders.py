@@ -9,6 +9,7 @@ import keras
 from keras import ops
 
 from osc_tf.layers.attention import MultiHeadAttention
+from osc_tf.layers.fused import LayerNorm
 from osc_tf.layers.heads import MLPHead
 
 LAYER_NORM_EPSILON = 1e-5
@@ -70,9 +71,7 @@ class CrossAttentionBlock(keras.layers.Layer):
         policy = self.dtype_policy
 
         def norm(name):
-            return keras.layers.LayerNormalization(
-                epsilon=LAYER_NORM_EPSILON, name=name, dtype=policy
-            )
+            return LayerNorm(epsilon=LAYER_NORM_EPSILON, name=name, dtype=policy)
 
         def attention(name, k):
             seed_k = _offset(seed, k)
@@ -110,7 +109,7 @@ class CrossAttentionBlock(keras.layers.Layer):
 
     def call(self, x, context, training=False):
         if self.self_attention:
-            attended, _ = self.self_attn(self.norm_self(x), training=training)
+            attended, _ = self.self_attn(self.norm_self(x), training=training, need_weights=False)
             x = x + self.path_self(attended, training=training)
         if self.norm_ctx is not None:
             context = self.norm_ctx(context)
@@ -226,7 +225,7 @@ class CrossAttentionDecoder(_Decoder):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.norm_tokens = keras.layers.LayerNormalization(
+        self.norm_tokens = LayerNorm(
             epsilon=LAYER_NORM_EPSILON, name="norm_tokens", dtype=self.dtype_policy
         )
         self.blocks = self._blocks("block", self.num_layers, True, False, seed_offset=0)

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from osc_tf.layers.attention import MultiHeadAttention
+from osc_tf.layers.fused import LayerNorm, gelu
 
 
 @keras.saving.register_keras_serializable(package="osc_tf")
@@ -50,7 +51,7 @@ class MLPHead(keras.layers.Layer):
         self.dropout = dropout
         self.out_bias = out_bias
         self.seed = seed
-        self._activation = keras.activations.get(activation)
+        self._activation = gelu if activation == "gelu" else keras.activations.get(activation)
         self.hidden_drop = keras.layers.Dropout(dropout, seed=seed, dtype=self.dtype_policy)
         self.out_drop = keras.layers.Dropout(
             dropout, seed=None if seed is None else seed + 1, dtype=self.dtype_policy
@@ -122,9 +123,9 @@ class CrossAttentionPool(keras.layers.Layer):
         self.qkv_bias = qkv_bias
         self.seed = seed
         policy = self.dtype_policy
-        self.norm_x = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="norm_x")
-        self.norm_q = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="norm_q")
-        self.norm_mlp = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="norm_mlp")
+        self.norm_x = LayerNorm(epsilon=1e-5, dtype=policy, name="norm_x")
+        self.norm_q = LayerNorm(epsilon=1e-5, dtype=policy, name="norm_q")
+        self.norm_mlp = LayerNorm(epsilon=1e-5, dtype=policy, name="norm_mlp")
         self.attn = MultiHeadAttention(num_heads, qkv_bias=qkv_bias, seed=seed, dtype=policy)
         self.mlp = MLPHead(hidden_mult=mlp_ratio, seed=seed, dtype=policy)
 
@@ -145,7 +146,9 @@ class CrossAttentionPool(keras.layers.Layer):
     def call(self, x, training=False):
         batch = ops.shape(x)[0]
         q = ops.broadcast_to(ops.cast(self.query, x.dtype), (batch, 1, x.shape[-1]))  # [B, 1, D]
-        attended, _ = self.attn(self.norm_q(q), self.norm_x(x), training=training)
+        attended, _ = self.attn(
+            self.norm_q(q), self.norm_x(x), training=training, need_weights=False
+        )
         q = q + attended
         q = q + self.mlp(self.norm_mlp(q), training=training)
         return q[:, 0]  # [B, D]

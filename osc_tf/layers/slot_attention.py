@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from osc_tf.layers.fused import LayerNorm
 from osc_tf.layers.heads import MLPHead
 
 LAYER_NORM_EPSILON = 1e-5
@@ -61,9 +62,7 @@ class SlotAttention(keras.layers.Layer):
         policy = self.dtype_policy
 
         def norm(name):
-            return keras.layers.LayerNormalization(
-                epsilon=LAYER_NORM_EPSILON, name=name, dtype=policy
-            )
+            return LayerNorm(epsilon=LAYER_NORM_EPSILON, name=name, dtype=policy)
 
         self.norm_inputs = norm("norm_inputs")
         self.norm_slots = norm("norm_slots")

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from osc_tf.layers.attention import MultiHeadAttention
+from osc_tf.layers.fused import LayerNorm
 from osc_tf.layers.heads import MLPHead
 
 LAYER_NORM_EPSILON = 1e-5
@@ -53,11 +54,11 @@ class TransformerBlock(keras.layers.Layer):
         self.drop_path = drop_path
         self.seed = seed
         policy = self.dtype_policy
-        self.norm1 = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, dtype=policy)
+        self.norm1 = LayerNorm(epsilon=LAYER_NORM_EPSILON, dtype=policy)
         self.attn = MultiHeadAttention(
             num_heads, qkv_bias, attn_dropout, dropout, seed=_offset(seed, 0), dtype=policy
         )
-        self.norm2 = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, dtype=policy)
+        self.norm2 = LayerNorm(epsilon=LAYER_NORM_EPSILON, dtype=policy)
         self.mlp = MLPHead(mlp_ratio, dropout=dropout, seed=_offset(seed, 2), dtype=policy)
         # Stochastic depth: one Bernoulli draw per sample, broadcast over tokens and channels.
         self.drop_path1 = keras.layers.Dropout(
@@ -73,7 +74,7 @@ class TransformerBlock(keras.layers.Layer):
         self.attn.build(x_shape)
 
     def call(self, x, training=False):
-        attended, _ = self.attn(self.norm1(x), training=training)
+        attended, _ = self.attn(self.norm1(x), training=training, need_weights=False)
         x = x + self.drop_path1(attended, training=training)
         return x + self.drop_path2(self.mlp(self.norm2(x), training=training), training=training)
 
@@ -182,11 +183,7 @@ class ViT(keras.layers.Layer):
             )
             for i in range(num_layers)
         ]
-        self.norm = (
-            keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, dtype=policy)
-            if output_norm
-            else None
-        )
+        self.norm = LayerNorm(epsilon=LAYER_NORM_EPSILON, dtype=policy) if output_norm else None
 
     def build(self, images_shape):
         height, width = images_shape[1], images_shape[2]

@@ -1,0 +1,153 @@
+"""Memory-lean training kernels for CPU: attention, LayerNorm and exact GELU.
+
+TensorFlow runs a graph one op at a time, each op reading and writing whole
+tensors in memory. In the default backbone (128 views of 16×16 tokens, 4 heads)
+one attention map is ``[512, 256, 256]`` float32, 134 MB, so the autodiff
+softmax-attention (logits, weights, their gradients, each stored and read again)
+is bound by memory traffic, and keeps every layer's weights alive for the
+backward pass. The functions here have hand-written gradients:
+
+- ``attention(q, k, v)`` runs over chunks of the batch·heads axis in a
+  ``tf.while_loop`` so that each chunk's logits and weights stay in cache, keeps
+  only the output for the backward pass and recomputes each chunk's weights
+  there (as FlashAttention does on GPUs);
+- ``layer_norm`` and ``gelu`` compute their gradients in a few passes instead
+  of the autodiff graph of their forward formulas.
+
+``tests/test_fused.py`` checks each value and gradient against the autodiff of
+the plain formula. Measured effect: docs/benchmarks.md ("Training step").
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+from tensorflow.python.ops import control_flow_util  # XLA-context test
+
+# Elements of one chunk's [c, L, M] logits: 8 MiB of float32 (L2/L3-sized).
+_CHUNK_ELEMENTS = 2**21
+
+
+def _chunk_size(length, context) -> tf.Tensor:
+    return tf.maximum(1, _CHUNK_ELEMENTS // (length * context))
+
+
+def attention(q, k, v):
+    """``softmax(q kᵀ) v`` for ``q [G, L, d]``, ``k, v [G, M, d]`` (float32, q pre-scaled).
+
+    Returns ``[G, L, d]``. The attention weights are not materialised as a whole,
+    neither forward nor backward. Inside an XLA cluster the plain formula is used
+    instead: XLA fuses it by itself (and its CPU compiler crashed on the chunked
+    loop when the batch size was unknown at tracing).
+    """
+    if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
+        return tf.matmul(tf.nn.softmax(tf.matmul(q, k, transpose_b=True), axis=-1), v)
+    return _chunked_attention(q, k, v)
+
+
+@tf.custom_gradient
+def _chunked_attention(q, k, v):
+    groups, length, context = tf.shape(q)[0], tf.shape(q)[1], tf.shape(k)[1]
+    chunk = _chunk_size(length, context)
+    steps = (groups + chunk - 1) // chunk
+
+    def new_array():
+        return tf.TensorArray(q.dtype, size=steps, infer_shape=False)
+
+    def forward(i, out):
+        part = slice(i * chunk, (i + 1) * chunk)
+        weights = tf.nn.softmax(tf.matmul(q[part], k[part], transpose_b=True), axis=-1)
+        return i + 1, out.write(i, tf.matmul(weights, v[part]))
+
+    _, out = tf.while_loop(
+        lambda i, *_: i < steps, forward, (0, new_array()), parallel_iterations=1
+    )
+    out = tf.ensure_shape(out.concat(), q.shape[:-1] + v.shape[-1:])
+
+    def grad(d_out):
+        # d logits = w ⊙ (d_out vᵀ − rowsum(d_out ⊙ out)), since rowsum(w ⊙ d_out vᵀ) = d_out · out.
+        row_dot = tf.reduce_sum(d_out * out, axis=-1, keepdims=True)  # [G, L, 1]
+
+        def backward(i, dq, dk, dv):
+            part = slice(i * chunk, (i + 1) * chunk)
+            qi, ki, vi, di = q[part], k[part], v[part], d_out[part]
+            weights = tf.nn.softmax(tf.matmul(qi, ki, transpose_b=True), axis=-1)
+            d_logits = weights * (tf.matmul(di, vi, transpose_b=True) - row_dot[part])
+            return (
+                i + 1,
+                dq.write(i, tf.matmul(d_logits, ki)),
+                dk.write(i, tf.matmul(d_logits, qi, transpose_a=True)),
+                dv.write(i, tf.matmul(weights, di, transpose_a=True)),
+            )
+
+        arrays = (new_array(), new_array(), new_array())
+        _, dq, dk, dv = tf.while_loop(
+            lambda i, *_: i < steps, backward, (0, *arrays), parallel_iterations=1
+        )
+        return (
+            tf.ensure_shape(dq.concat(), q.shape),
+            tf.ensure_shape(dk.concat(), k.shape),
+            tf.ensure_shape(dv.concat(), v.shape),
+        )
+
+    return out, grad
+
+
+def layer_norm(x, gamma, beta, epsilon: float):
+    """LayerNorm over the last axis: ``(x − mean) / sqrt(var + epsilon) · gamma + beta``."""
+
+    @tf.custom_gradient
+    def normalize(x, gamma, beta):
+        mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+        centred = x - mean
+        variance = tf.reduce_mean(tf.square(centred), axis=-1, keepdims=True)
+        inv_std = tf.math.rsqrt(variance + epsilon)
+        normed = centred * inv_std
+
+        def grad(dy):
+            reduce_axes = list(range(len(dy.shape) - 1))
+            d_normed = dy * gamma
+            dx = inv_std * (
+                d_normed
+                - tf.reduce_mean(d_normed, axis=-1, keepdims=True)
+                - normed * tf.reduce_mean(d_normed * normed, axis=-1, keepdims=True)
+            )
+            return dx, tf.reduce_sum(dy * normed, axis=reduce_axes), tf.reduce_sum(dy, reduce_axes)
+
+        return normed * gamma + beta, grad
+
+    return normalize(x, gamma, beta)
+
+
+@keras.saving.register_keras_serializable(package="osc_tf")
+class LayerNorm(keras.layers.LayerNormalization):
+    """``keras.layers.LayerNormalization`` over the last axis with ``layer_norm``'s gradient.
+
+    Same weights, config and float32 computation under mixed precision as the
+    Keras layer; other axes or ``rms_scaling`` fall back to the Keras computation.
+    """
+
+    def call(self, inputs):
+        axis = self.axis if isinstance(self.axis, (list, tuple)) else [self.axis]
+        last = list(axis) in ([-1], [len(inputs.shape) - 1])
+        if not (last and self.center and self.scale) or self.rms_scaling:
+            return super().call(inputs)
+        x = tf.cast(inputs, "float32")
+        gamma = tf.cast(tf.convert_to_tensor(self.gamma), "float32")
+        beta = tf.cast(tf.convert_to_tensor(self.beta), "float32")
+        return tf.cast(layer_norm(x, gamma, beta, self.epsilon), self.compute_dtype)
+
+
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+@tf.custom_gradient
+def gelu(x):
+    """Exact GELU ``x Φ(x)`` with ``Φ`` the standard normal CDF (via erf)."""
+    cdf = 0.5 * (1.0 + tf.math.erf(x * _INV_SQRT2))
+
+    def grad(dy):
+        return dy * (cdf + x * (_INV_SQRT_2PI * tf.exp(-0.5 * tf.square(x))))
+
+    return x * cdf, grad

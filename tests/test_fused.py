@@ -1,0 +1,104 @@
+"""The hand-written gradients of osc_tf.layers.fused against autodiff of the plain formulas."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from osc_tf.layers import fused
+
+
+def _value_and_grads(fn, args):
+    """fn(*args), and the gradients of a generic scalar of it (not a plain sum)."""
+    with tf.GradientTape() as tape:
+        tape.watch(args)
+        out = fn(*args)
+        upstream = tf.reshape(tf.cos(tf.cast(tf.range(tf.size(out)), out.dtype)), tf.shape(out))
+        scalar = tf.reduce_sum(out * upstream)
+    return out, tape.gradient(scalar, args)
+
+
+def _plain_attention(q, k, v):
+    return tf.matmul(tf.nn.softmax(tf.matmul(q, k, transpose_b=True), axis=-1), v)
+
+
+@pytest.mark.parametrize(
+    "groups,length,context,depth",
+    [
+        (3, 5, 7, 4),  # one chunk
+        (70, 33, 1000, 8),  # chunk of 63 groups: two chunks, the last one partial
+        (257, 64, 128, 16),  # chunk of 256 groups: a last chunk of one group
+    ],
+)
+def test_attention_matches_autodiff(groups, length, context, depth):
+    rng = np.random.default_rng(groups)
+    q = tf.constant(rng.standard_normal((groups, length, depth)) * 2, tf.float32)
+    k = tf.constant(rng.standard_normal((groups, context, depth)), tf.float32)
+    v = tf.constant(rng.standard_normal((groups, context, depth)), tf.float32)
+    want, want_grads = _value_and_grads(_plain_attention, [q, k, v])
+    got, got_grads = _value_and_grads(fused.attention, [q, k, v])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_attention_in_tf_function_with_unknown_batch_and_xla():
+    rng = np.random.default_rng(1)
+    q, k, v = (tf.constant(rng.standard_normal((40, 16, 8)), tf.float32) for _ in range(3))
+    want, want_grads = _value_and_grads(_plain_attention, [q, k, v])
+    spec = tf.TensorSpec((None, 16, 8), tf.float32)
+    for jit in (False, True):
+        fn = tf.function(
+            lambda q, k, v: _value_and_grads(fused.attention, [q, k, v]),
+            input_signature=[spec] * 3,
+            jit_compile=jit,
+        )
+        got, got_grads = fn(q, k, v)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        for g, w in zip(got_grads, want_grads, strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def _plain_layer_norm(x, gamma, beta):
+    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+    return (x - mean) / tf.sqrt(variance + 1e-5) * gamma + beta
+
+
+def test_layer_norm_matches_autodiff():
+    rng = np.random.default_rng(2)
+    x = tf.constant(rng.standard_normal((4, 9, 16)) * 3 + 1, tf.float32)
+    gamma = tf.constant(rng.standard_normal(16), tf.float32)
+    beta = tf.constant(rng.standard_normal(16), tf.float32)
+    want, want_grads = _value_and_grads(_plain_layer_norm, [x, gamma, beta])
+    got, got_grads = _value_and_grads(
+        lambda x, g, b: fused.layer_norm(x, g, b, 1e-5), [x, gamma, beta]
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_layer_norm_layer_equals_keras_layer_including_bfloat16():
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.standard_normal((2, 5, 8)), tf.float32)
+    for dtype in ("float32", "mixed_bfloat16"):
+        ours = fused.LayerNorm(epsilon=1e-5, dtype=dtype)
+        reference = keras.layers.LayerNormalization(epsilon=1e-5, dtype=dtype)
+        for layer in (ours, reference):
+            layer.build(x.shape)
+        ours.set_weights([rng.standard_normal(8), rng.standard_normal(8)])
+        reference.set_weights(ours.get_weights())
+        got, want = ours(x), reference(x)
+        assert got.dtype == want.dtype
+        tol = 1e-5 if dtype == "float32" else 2e-2
+        np.testing.assert_allclose(
+            tf.cast(got, tf.float32), tf.cast(want, tf.float32), rtol=tol, atol=tol
+        )
+
+
+def test_gelu_matches_autodiff_of_exact_gelu():
+    x = tf.constant(np.linspace(-8, 8, 1001), tf.float32)
+    want, (want_grad,) = _value_and_grads(lambda x: tf.nn.gelu(x, approximate=False), [x])
+    got, (got_grad,) = _value_and_grads(fused.gelu, [x])
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got_grad, want_grad, rtol=1e-5, atol=1e-5)
