@@ -13,8 +13,9 @@ warm-up/cosine schedule, batch 64 images = 128 views of 128×128. Every other ro
 changes one thing. Input batches are random tensors already in memory, so the
 figure is the model's cost alone (``benchmark.py data`` measures the pipeline).
 
-Images/s count source images (each gives two views) over ``--steps`` timed steps
-after ``--warmup`` steps (the first traces and compiles). Peak RSS is the
+Images/s count source images (each gives two views) per median step time over
+``--steps`` timed steps after ``--warmup`` steps (the first traces and compiles);
+the range of the step times is printed beside it. Peak RSS is the
 process's maximum resident set size at the end (``ru_maxrss``), including
 TensorFlow itself; each row runs in its own process so that peaks do not mix.
 """
@@ -100,18 +101,22 @@ def measure(row: str, steps: int, warmup: int, image_size: int) -> dict:
         logs = step(batches[i % 2])
         float(logs["loss"])
     warmup_s = time.perf_counter() - start
-    start = time.perf_counter()
+    times = []
     for i in range(steps):
+        start = time.perf_counter()
         logs = step(batches[i % 2])
         float(logs["loss"])  # waits for the step
-    elapsed = time.perf_counter() - start
+        times.append(time.perf_counter() - start)
+    median = float(np.median(times))
     return {
         "row": row,
         "batch_size": batch_size,
         "params": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
         "warmup_s": warmup_s,
-        "step_ms": 1000 * elapsed / steps,
-        "images_per_s": batch_size * steps / elapsed,
+        "step_ms": 1000 * median,
+        "step_ms_min": 1000 * min(times),
+        "step_ms_max": 1000 * max(times),
+        "images_per_s": batch_size / median,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "loss": float(logs["loss"]),
     }
@@ -123,7 +128,7 @@ def main(argv: list[str]) -> int:
         "--rows", default=",".join(ROWS), help=f"comma-separated, of {sorted(ROWS)}"
     )
     parser.add_argument("--only", help="run this one row in this process (used by the table)")
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--image_size", type=int, default=128)
     parser.add_argument("--json", help="append every row's figures to this JSON-lines file")
@@ -142,7 +147,7 @@ def main(argv: list[str]) -> int:
     )
     print(
         f"{'row':10s} {'configuration':26s} {'batch':>5s} {'first s':>8s} {'ms/step':>8s} "
-        f"{'images/s':>9s} {'peak RSS GB':>11s}"
+        f"{'range ms':>11s} {'images/s':>9s} {'peak RSS GB':>11s}"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
     for row in rows:
@@ -167,7 +172,8 @@ def main(argv: list[str]) -> int:
         fig = json.loads(done.stdout.strip().splitlines()[-1])
         print(
             f"{row:10s} {ROWS[row][0]:26s} {fig['batch_size']:5d} {fig['warmup_s']:8.1f} "
-            f"{fig['step_ms']:8.0f} {fig['images_per_s']:9.1f} {fig['peak_rss_gb']:11.2f}",
+            f"{fig['step_ms']:8.0f} {fig['step_ms_min']:5.0f}-{fig['step_ms_max']:<5.0f} "
+            f"{fig['images_per_s']:9.1f} {fig['peak_rss_gb']:11.2f}",
             flush=True,
         )
         if args.json:
