@@ -22,6 +22,7 @@ def _plain_attention(q, k, v):
     return tf.matmul(tf.nn.softmax(tf.matmul(q, k, transpose_b=True), axis=-1), v)
 
 
+@pytest.mark.parametrize("recompute", [False, True])
 @pytest.mark.parametrize(
     "groups,length,context,depth",
     [
@@ -30,13 +31,13 @@ def _plain_attention(q, k, v):
         (257, 64, 128, 16),  # chunk of 256 groups: a last chunk of one group
     ],
 )
-def test_attention_matches_autodiff(groups, length, context, depth):
+def test_attention_matches_autodiff(groups, length, context, depth, recompute):
     rng = np.random.default_rng(groups)
     q = tf.constant(rng.standard_normal((groups, length, depth)) * 2, tf.float32)
     k = tf.constant(rng.standard_normal((groups, context, depth)), tf.float32)
     v = tf.constant(rng.standard_normal((groups, context, depth)), tf.float32)
     want, want_grads = _value_and_grads(_plain_attention, [q, k, v])
-    got, got_grads = _value_and_grads(fused.attention, [q, k, v])
+    got, got_grads = _value_and_grads(lambda *a: fused.attention(*a, recompute), [q, k, v])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     for g, w in zip(got_grads, want_grads, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)

@@ -34,6 +34,14 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 # name -> (description, batch size, extra gin files, extra gin bindings, precision, XLA)
 ROWS = {
     "default": ("original default", 64, [], [], "float32", False),
+    "recompute": (
+        "attention recomputed",
+        64,
+        [],
+        ["ViT.recompute_attention = True"],
+        "float32",
+        False,
+    ),
     "xla": ("XLA forward/backward", 64, [], [], "float32", True),
     "bf16": ("mixed_bfloat16", 64, [], [], "mixed_bfloat16", False),
     "bf16_xla": ("mixed_bfloat16 + XLA", 64, [], [], "mixed_bfloat16", True),
@@ -49,6 +57,14 @@ ROWS = {
         False,
     ),
     "patch4": ("patch 4 (N = 1024)", 64, [], ["ViT.patch_size = 4"], "float32", False),
+    "patch4_re": (
+        "patch 4, attention recomputed",
+        64,
+        [],
+        ["ViT.patch_size = 4", "ViT.recompute_attention = True"],
+        "float32",
+        False,
+    ),
     "k7": ("K = 7", 64, [], ["LearnedQueries.num_slots = 7"], "float32", False),
     "k16": ("K = 16", 64, [], ["LearnedQueries.num_slots = 16"], "float32", False),
 }
@@ -146,7 +162,7 @@ def main(argv: list[str]) -> int:
         f"{args.warmup} warm-up + {args.steps} timed steps, {os.cpu_count()} CPUs"
     )
     print(
-        f"{'row':10s} {'configuration':26s} {'batch':>5s} {'first s':>8s} {'ms/step':>8s} "
+        f"{'row':10s} {'configuration':30s} {'batch':>5s} {'first s':>8s} {'ms/step':>8s} "
         f"{'range ms':>11s} {'images/s':>9s} {'peak RSS GB':>11s}"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
@@ -171,7 +187,7 @@ def main(argv: list[str]) -> int:
             continue
         fig = json.loads(done.stdout.strip().splitlines()[-1])
         print(
-            f"{row:10s} {ROWS[row][0]:26s} {fig['batch_size']:5d} {fig['warmup_s']:8.1f} "
+            f"{row:10s} {ROWS[row][0]:30s} {fig['batch_size']:5d} {fig['warmup_s']:8.1f} "
             f"{fig['step_ms']:8.0f} {fig['step_ms_min']:5.0f}-{fig['step_ms_max']:<5.0f} "
             f"{fig['images_per_s']:9.1f} {fig['peak_rss_gb']:11.2f}",
             flush=True,

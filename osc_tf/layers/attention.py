@@ -26,6 +26,9 @@ class MultiHeadAttention(keras.layers.Layer):
         attn_dropout: dropout rate on the attention weights.
         proj_dropout: dropout rate after the output projection.
         seed: optional integer seed for the dropout layers.
+        recompute_weights: with ``need_weights=False``, keep no attention weights
+            for the backward pass and recompute them there (``fused.attention``):
+            less memory, a slower step.
 
     Call:
         x: queries ``[B, L, D]``.
@@ -47,9 +50,11 @@ class MultiHeadAttention(keras.layers.Layer):
         attn_dropout: float = 0.0,
         proj_dropout: float = 0.0,
         seed: int | None = None,
+        recompute_weights: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.recompute_weights = recompute_weights
         self.num_heads = num_heads
         self.qkv_bias = qkv_bias
         self.attn_dropout = attn_dropout
@@ -99,7 +104,9 @@ class MultiHeadAttention(keras.layers.Layer):
         else:
             weights = None  # chunked, never materialised (osc_tf.layers.fused)
             merge = lambda t: ops.reshape(t, (-1,) + tuple(ops.shape(t)[2:]))  # noqa: E731
-            out = fused.attention(merge(q), merge(k), merge(ops.cast(v, "float32")))
+            out = fused.attention(
+                merge(q), merge(k), merge(ops.cast(v, "float32")), self.recompute_weights
+            )
             out = ops.cast(ops.reshape(out, ops.shape(q)), v.dtype)  # [B, h, L, D/h]
         out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (batch, length, dim))  # [B, L, D]
         out = self.proj_drop(self.out_proj(out), training=training)
@@ -113,5 +120,6 @@ class MultiHeadAttention(keras.layers.Layer):
             attn_dropout=self.attn_dropout,
             proj_dropout=self.proj_dropout,
             seed=self.seed,
+            recompute_weights=self.recompute_weights,
         )
         return config

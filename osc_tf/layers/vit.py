@@ -26,6 +26,8 @@ class TransformerBlock(keras.layers.Layer):
         attn_dropout: dropout on the attention weights.
         drop_path: stochastic-depth rate (a whole residual branch dropped per sample).
         seed: optional integer seed for all random ops of the block.
+        recompute_attention: recompute the attention weights in the backward pass
+            instead of keeping them (``MultiHeadAttention.recompute_weights``).
 
     Call:
         x: ``[B, N, D]``.
@@ -43,9 +45,11 @@ class TransformerBlock(keras.layers.Layer):
         attn_dropout: float = 0.0,
         drop_path: float = 0.0,
         seed: int | None = None,
+        recompute_attention: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.recompute_attention = recompute_attention
         self.num_heads = num_heads
         self.mlp_ratio = mlp_ratio
         self.qkv_bias = qkv_bias
@@ -56,7 +60,13 @@ class TransformerBlock(keras.layers.Layer):
         policy = self.dtype_policy
         self.norm1 = LayerNorm(epsilon=LAYER_NORM_EPSILON, dtype=policy)
         self.attn = MultiHeadAttention(
-            num_heads, qkv_bias, attn_dropout, dropout, seed=_offset(seed, 0), dtype=policy
+            num_heads,
+            qkv_bias,
+            attn_dropout,
+            dropout,
+            seed=_offset(seed, 0),
+            recompute_weights=recompute_attention,
+            dtype=policy,
         )
         self.norm2 = LayerNorm(epsilon=LAYER_NORM_EPSILON, dtype=policy)
         self.mlp = MLPHead(mlp_ratio, dropout=dropout, seed=_offset(seed, 2), dtype=policy)
@@ -91,6 +101,7 @@ class TransformerBlock(keras.layers.Layer):
             attn_dropout=self.attn_dropout,
             drop_path=self.drop_path,
             seed=self.seed,
+            recompute_attention=self.recompute_attention,
         )
         return config
 
@@ -122,6 +133,10 @@ class ViT(keras.layers.Layer):
             learned token, never given a positional embedding).
         output_norm: apply a final LayerNorm to all tokens.
         seed: optional integer seed for all random ops.
+        recompute_attention: recompute each block's attention weights in the
+            backward pass instead of keeping them: about 0.5 GB less memory for
+            the default model at batch 64, a step about 7 % slower
+            (docs/benchmarks.md).
 
     Call:
         images: ``[B, H, W, C]`` normalised float images; H, W static.
@@ -147,6 +162,7 @@ class ViT(keras.layers.Layer):
         pooling: str = "avg",
         output_norm: bool = False,
         seed: int | None = None,
+        recompute_attention: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -165,6 +181,7 @@ class ViT(keras.layers.Layer):
         self.pooling = pooling
         self.output_norm = output_norm
         self.seed = seed
+        self.recompute_attention = recompute_attention
         policy = self.dtype_policy
         self.patch_embed = keras.layers.Conv2D(
             embed_dim, patch_size, strides=patch_size, name="patch_embed", dtype=policy
@@ -178,6 +195,7 @@ class ViT(keras.layers.Layer):
                 attn_dropout,
                 drop_path,
                 seed=_offset(seed, 10 * i),
+                recompute_attention=recompute_attention,
                 name=f"block_{i}",
                 dtype=policy,
             )
@@ -260,5 +278,6 @@ class ViT(keras.layers.Layer):
             pooling=self.pooling,
             output_norm=self.output_norm,
             seed=self.seed,
+            recompute_attention=self.recompute_attention,
         )
         return config
