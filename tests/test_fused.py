@@ -103,3 +103,16 @@ def test_gelu_matches_autodiff_of_exact_gelu():
     got, (got_grad,) = _value_and_grads(fused.gelu, [x])
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(got_grad, want_grad, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_layer_keeps_weights_by_size_and_never_outside_training():
+    from osc_tf.layers.attention import KEEP_WEIGHTS_BYTES, MultiHeadAttention
+
+    auto, always = MultiHeadAttention(4), MultiHeadAttention(4, recompute_weights=True)
+    small, big = (64 * 2, 4, 256, 16), (128 * 2, 4, 256, 16)  # [B, h, L, d]
+    assert 128 * 2 * 4 * 256 * 256 * 4 > KEEP_WEIGHTS_BYTES >= 64 * 2 * 4 * 256 * 256 * 4
+    assert auto._recompute(small, small, training=True) is False
+    assert auto._recompute(big, big, training=True) is True
+    assert auto._recompute((None, 4, 256, 16), small, training=True) is False
+    assert auto._recompute(small, small, training=False) is True
+    assert always._recompute(small, small, training=True) is True

@@ -57,14 +57,6 @@ ROWS = {
         False,
     ),
     "patch4": ("patch 4 (N = 1024)", 64, [], ["ViT.patch_size = 4"], "float32", False),
-    "patch4_re": (
-        "patch 4, attention recomputed",
-        64,
-        [],
-        ["ViT.patch_size = 4", "ViT.recompute_attention = True"],
-        "float32",
-        False,
-    ),
     "k7": ("K = 7", 64, [], ["LearnedQueries.num_slots = 7"], "float32", False),
     "k16": ("K = 16", 64, [], ["LearnedQueries.num_slots = 16"], "float32", False),
 }

@@ -11,6 +11,11 @@ from keras import ops
 
 from osc_tf.layers import fused
 
+# Auto policy of ``recompute_weights``: keep a call's attention weights for the backward
+# pass up to this size (the default model's [64·2·4, 256, 256] float32 = 128 MiB is kept;
+# batch 128 or patch 4 recompute).
+KEEP_WEIGHTS_BYTES = 256 * 2**20
+
 
 @keras.saving.register_keras_serializable(package="osc_tf")
 class MultiHeadAttention(keras.layers.Layer):
@@ -26,9 +31,11 @@ class MultiHeadAttention(keras.layers.Layer):
         attn_dropout: dropout rate on the attention weights.
         proj_dropout: dropout rate after the output projection.
         seed: optional integer seed for the dropout layers.
-        recompute_weights: with ``need_weights=False``, keep no attention weights
-            for the backward pass and recompute them there (``fused.attention``):
-            less memory, a slower step.
+        recompute_weights: with ``need_weights=False`` in training, whether the
+            backward pass recomputes the attention weights (``fused.attention``:
+            less memory, a slower step) rather than keeping them. None: keep them
+            when one call's weights take at most ``KEEP_WEIGHTS_BYTES`` (static
+            shapes; unknown batch: keep). Outside training nothing is kept.
 
     Call:
         x: queries ``[B, L, D]``.
@@ -50,7 +57,7 @@ class MultiHeadAttention(keras.layers.Layer):
         attn_dropout: float = 0.0,
         proj_dropout: float = 0.0,
         seed: int | None = None,
-        recompute_weights: bool = False,
+        recompute_weights: bool | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -104,13 +111,22 @@ class MultiHeadAttention(keras.layers.Layer):
         else:
             weights = None  # chunked, never materialised (osc_tf.layers.fused)
             merge = lambda t: ops.reshape(t, (-1,) + tuple(ops.shape(t)[2:]))  # noqa: E731
-            out = fused.attention(
-                merge(q), merge(k), merge(ops.cast(v, "float32")), self.recompute_weights
-            )
+            recompute = self._recompute(q.shape, k.shape, training)
+            out = fused.attention(merge(q), merge(k), merge(ops.cast(v, "float32")), recompute)
             out = ops.cast(ops.reshape(out, ops.shape(q)), v.dtype)  # [B, h, L, D/h]
         out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (batch, length, dim))  # [B, L, D]
         out = self.proj_drop(self.out_proj(out), training=training)
         return out, weights
+
+    def _recompute(self, q_shape, k_shape, training: bool) -> bool:
+        if not training:
+            return True  # no backward pass: keep nothing
+        if self.recompute_weights is not None:
+            return self.recompute_weights
+        batch, heads, length, context = q_shape[0], q_shape[1], q_shape[2], k_shape[2]
+        if None in (batch, length, context):
+            return False
+        return batch * heads * length * context * 4 > KEEP_WEIGHTS_BYTES
 
     def get_config(self):
         config = super().get_config()

@@ -27,7 +27,7 @@ class TransformerBlock(keras.layers.Layer):
         drop_path: stochastic-depth rate (a whole residual branch dropped per sample).
         seed: optional integer seed for all random ops of the block.
         recompute_attention: recompute the attention weights in the backward pass
-            instead of keeping them (``MultiHeadAttention.recompute_weights``).
+            instead of keeping them; None: by size (``MultiHeadAttention.recompute_weights``).
 
     Call:
         x: ``[B, N, D]``.
@@ -45,7 +45,7 @@ class TransformerBlock(keras.layers.Layer):
         attn_dropout: float = 0.0,
         drop_path: float = 0.0,
         seed: int | None = None,
-        recompute_attention: bool = False,
+        recompute_attention: bool | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -134,9 +134,11 @@ class ViT(keras.layers.Layer):
         output_norm: apply a final LayerNorm to all tokens.
         seed: optional integer seed for all random ops.
         recompute_attention: recompute each block's attention weights in the
-            backward pass instead of keeping them: about 0.5 GB less memory for
-            the default model at batch 64, a step about 7 % slower
-            (docs/benchmarks.md).
+            backward pass instead of keeping them (True: about 0.5 GB less memory
+            for the default model at batch 64, a step about 7 % slower;
+            docs/benchmarks.md). None (default): keep them when one block's
+            weights take at most 256 MiB (the default model up to batch 64 per
+            replica), recompute otherwise (bigger batches, patch 4).
 
     Call:
         images: ``[B, H, W, C]`` normalised float images; H, W static.
@@ -162,7 +164,7 @@ class ViT(keras.layers.Layer):
         pooling: str = "avg",
         output_norm: bool = False,
         seed: int | None = None,
-        recompute_attention: bool = False,
+        recompute_attention: bool | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
