@@ -12,9 +12,9 @@ from keras import ops
 from osc_tf.layers import fused
 
 # Auto policy of ``recompute_weights``: keep a call's attention weights for the backward
-# pass up to this size (the default model's [64·2·4, 256, 256] float32 = 128 MiB is kept;
+# pass up to this size (the default model's [128·4, 256, 256] float32 = 128 MiB is kept;
 # batch 128 or patch 4 recompute).
-KEEP_WEIGHTS_BYTES = 256 * 2**20
+KEEP_WEIGHTS_BYTES = 128 * 2**20
 
 
 @keras.saving.register_keras_serializable(package="osc_tf")

@@ -137,7 +137,7 @@ class ViT(keras.layers.Layer):
             backward pass instead of keeping them (True: about 0.5 GB less memory
             for the default model at batch 64, a step about 7 % slower;
             docs/benchmarks.md). None (default): keep them when one block's
-            weights take at most 256 MiB (the default model up to batch 64 per
+            weights take at most 128 MiB (the default model up to batch 64 per
             replica), recompute otherwise (bigger batches, patch 4).
 
     Call:
