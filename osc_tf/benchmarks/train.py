@@ -130,6 +130,21 @@ def measure(row: str, steps: int, warmup: int, image_size: int) -> dict:
     }
 
 
+def matmul_rate(size: int = 4096, repeats: int = 5) -> float:
+    """GFLOP/s of one float32 ``size``² matmul (best of ``repeats``): the machine's scale."""
+    import tensorflow as tf
+
+    a, b = (tf.random.normal((size, size), seed=i) for i in range(2))
+    product = tf.function(lambda: tf.matmul(a, b))
+    product().numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        product().numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="benchmark.py train", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -151,7 +166,8 @@ def main(argv: list[str]) -> int:
         parser.error(f"unknown rows {unknown}; choose from {sorted(ROWS)}")
     print(
         f"images {args.image_size}x{args.image_size} (two views per image), "
-        f"{args.warmup} warm-up + {args.steps} timed steps, {os.cpu_count()} CPUs"
+        f"{args.warmup} warm-up + {args.steps} timed steps, {os.cpu_count()} CPUs, "
+        f"float32 matmul 4096²: {matmul_rate():.0f} GFLOP/s"
     )
     print(
         f"{'row':10s} {'configuration':30s} {'batch':>5s} {'first s':>8s} {'ms/step':>8s} "
