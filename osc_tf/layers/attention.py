@@ -2,8 +2,9 @@
 
 Written out (rather than ``keras.layers.MultiHeadAttention``) so that the
 logits and the softmax are always computed in float32 under a mixed-precision
-policy, queries and context may have different widths, and the per-head
-attention weights come back with every call for the object decoders.
+policy, queries and context may have different widths, the per-head attention
+weights come back for the object decoders that need them, and callers that do not
+(the ViT blocks) get the chunked kernel of ``osc_tf.layers.fused`` instead.
 """
 
 import keras
