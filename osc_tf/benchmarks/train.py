@@ -7,9 +7,9 @@
 The step is the one ``osc_tf.training.train`` runs: ``strategy.run(model.train_step)``
 inside a ``tf.function`` (forward of both views, every loss term with its Hungarian
 matching, backward, AdamW update, the logged health metrics). The baseline row is
-the original study's default: ``gin/model/default.gin`` (slots_to_global, ViT P=8
-D=64 4×4, 11 learned queries, slot attention), ctr + ctr_img, AdamW with the
-warm-up/cosine schedule, batch 64 images = 128 views of 128×128. Every other row
+the original study's default, ``gin/train.gin`` (slots_to_global, ViT P=8 D=64 4×4,
+11 learned queries, slot attention; ctr + ctr_img; AdamW with the warm-up/cosine
+schedule), at batch 64 images = 128 views of 128×128. Every other row
 changes one thing. Input batches are random tensors already in memory, so the
 figure is the model's cost alone (``benchmark.py data`` measures the pipeline).
 
@@ -75,13 +75,8 @@ def measure(row: str, steps: int, warmup: int, image_size: int) -> dict:
 
     _, batch_size, files, bindings, precision, xla = ROWS[row]
     gin.add_config_file_search_path(str(REPO))
-    base = [
-        "gin/model/default.gin",
-        "gin/losses/ctr.gin",
-        "gin/losses/ctr_img.gin",
-        "gin/optim/adamw.gin",
-    ]
-    gin.parse_config_files_and_bindings(base + files, bindings)
+    # The original study's defaults; only its model, losses and optimizer are used here.
+    gin.parse_config_files_and_bindings(["gin/train.gin", *files], bindings)
     keras.mixed_precision.set_global_policy(precision)
     strategy = tf.distribute.get_strategy()
     model = build_model(0, image_size)
