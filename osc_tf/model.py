@@ -22,7 +22,7 @@ import tensorflow as tf
 from keras import ops
 
 OUTPUT_KEYS = ("backbone_tokens", "global_features", "global_projection")
-OBJECT_OUTPUT_KEYS = ("slots", "slot_projection", "attention")
+OBJECT_OUTPUT_KEYS = ("slots", "slot_projection", "attention", "attention_steps")
 _PARTS = (
     "backbone",
     "global_fn",
@@ -46,8 +46,10 @@ class ObjectCentricModel(keras.Model):
         global_proj: ``[B, D] -> [B, E]`` (e.g. ``MLPHead(hidden_mult=2, out_bias=False)``).
         queries: query generator ``call(tokens, num_slots=None, training=False) -> [B, K, D]``;
             None for an architecture without objects.
-        object_fn: ``call(queries, tokens, training=False) -> (slots [B, K, D],
-            attention [B, K, N])``; None together with ``queries``.
+        object_fn: ``call(queries, tokens, training=False, all_steps=False) ->
+            (slots [B, K, D], attention [B, K, N])``, with ``all_steps=True`` every
+            iteration's or layer's attention ``[B, T, K, N]``; None together with
+            ``queries``.
         object_proj: ``[B, K, D] -> [B, K, E]``; None together with ``queries``.
         global_from_slots: the global branch reads the slots instead of the
             backbone (needs the object branch and a backbone without CLS pooling).
@@ -66,7 +68,8 @@ class ObjectCentricModel(keras.Model):
         A dict of float32 tensors: ``backbone_tokens [B, N, D]``,
         ``global_features [B, D]``, ``global_projection [B, E]`` and, with an
         object branch, ``slots [B, K, D]``, ``slot_projection [B, K, E]``,
-        ``attention [B, K, N]``.
+        ``attention [B, K, N]`` (the last iteration's or layer's) and
+        ``attention_steps [B, T, K, N]`` (every iteration's or layer's).
     """
 
     def __init__(
@@ -129,10 +132,13 @@ class ObjectCentricModel(keras.Model):
             if self.object_pos_embedding:
                 pos = self.backbone.positional_embedding(images.shape[1], images.shape[2])
                 object_tokens = tokens + ops.cast(pos, tokens.dtype)  # [B, N, D]
-            slots, attention = self.object_fn(queries, object_tokens, training=training)
+            slots, steps = self.object_fn(
+                queries, object_tokens, training=training, all_steps=True
+            )  # [B, K, D], [B, T, K, N]
             outputs["slots"] = slots  # [B, K, D]
             outputs["slot_projection"] = self.object_proj(slots, training=training)  # [B, K, E]
-            outputs["attention"] = attention  # [B, K, N]
+            outputs["attention"] = steps[:, -1]  # [B, K, N]
+            outputs["attention_steps"] = steps  # [B, T, K, N]
         if self.global_pool is not None:
             pooled_set = slots if self.global_from_slots else tokens  # [B, K or N, D]
             pooled = self.global_pool(pooled_set, training=training)

@@ -10,28 +10,32 @@ batched:
    validation uses a fixed seed per image, training a fresh one per image and epoch.
 2. ``TwoViewAugment.apply(images, draws, crop_size)`` runs on the batch: it turns the
    uniforms into parameters (``params``), cuts and resizes all 2B crops at once
-   (bilinear, sampling like ``tf.image.crop_and_resize``; a flip is a box with
-   x1 > x2), and applies the colour jitter as one 3x3 matrix + offset per view,
-   then ImageNet normalisation; both steps are XLA-compiled.
-   Rows 0..B-1 are view 0, rows B..2B-1 view 1 of the same images.
+   (``crop_and_resize``: ``tf.image.crop_and_resize``'s sampling, a flip is a box
+   with x1 > x2), then the colour jitter and ImageNet normalisation; both steps
+   are XLA-compiled. Rows 0..B-1 are view 0, rows B..2B-1 view 1 of the same images.
 
-The recipe follows the original study: random resized crop (area ``scale``, aspect
-``ratio``; torchvision's 10-attempt rule with its centre-crop fallback), horizontal
-flip, brightness (additive delta, as ``tf.image.stateless_random_brightness``),
-saturation, hue, ImageNet normalisation; optional grayscale, Gaussian blur and
-solarize. Colour ops are linear so they fuse into one matrix: saturation blends with
-the luma (torchvision's ``adjust_saturation``) and hue rotates the chroma plane of
-YIQ (close to an HSV hue shift for the small angles used; HSV round trips cost 5x
-more). Values are clipped to [0, 1] once, after the colour ops. Keras 3's
-augmentation layers draw from stateful seed generators, which cannot give per-image
-fixed views, so the pixel work uses stateless ``tf.image``/``tf.nn`` ops.
+The recipe is the original study's, op for op (its ``augment_train``, TensorFlow
+ops per image): horizontal flip; random resized crop (area ``scale``, log-uniform
+aspect ``ratio``, 10 attempts with real-valued height, width and corner, first
+valid attempt, else its fallbacks; box corners divided by the image size as it
+passed them to ``tf.image.crop_and_resize``, so a box may reach one pixel past
+the border, which samples as 0); brightness (an added delta,
+``tf.image.adjust_brightness``); saturation (``tf.image.adjust_saturation``:
+HSV, saturation scaled and clipped to [0, 1]); hue (``tf.image.adjust_hue``'s CPU
+kernel: the hue turned within each pixel's [min, max] channel range); ImageNet
+normalisation. Nothing is clipped: values may leave [0, 1] as in the original.
+tests/data/test_augment.py checks each colour op against ``tf.image``'s, which take
+one factor per call (one op per image), and the crop against
+``tf.image.crop_and_resize``, which does not compile with XLA. Optional extras
+off by default: grayscale, Gaussian blur and solarize. Keras 3's augmentation
+layers draw from stateful seed generators, which cannot give per-image fixed
+views, so the pixel work uses stateless ops.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import tensorflow as tf
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -39,11 +43,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes
 _MAX_BLUR_RADIUS = 6  # kernel taps each side; sigma is capped at radius / 3
 _NUM_DRAWS = 4 * _ATTEMPTS + 8  # uniforms per view: crop attempts + 8 scalars
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-_RGB_TO_YIQ = np.array(  # row vectors: yiq = rgb @ _RGB_TO_YIQ
-    [[0.299, 0.596, 0.211], [0.587, -0.274, -0.523], [0.114, -0.322, 0.312]], np.float32
-)
-_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ).astype(np.float32)
+_LUMA = (0.2989, 0.587, 0.114)  # tf.image.rgb_to_grayscale's weights
 _MASK32 = 0xFFFFFFFF
 _HASH_MULTIPLIER = 0x45D9F3B  # < 2**31, so products of 32-bit values fit in int64
 
@@ -88,9 +88,9 @@ class TwoViewAugment:
         ratio: range of the crop aspect ratio (width / height), log-uniform.
         flip: probability of a horizontal flip.
         brightness: additive brightness delta drawn from [-brightness, brightness].
-        saturation: range of the saturation factor (1 = unchanged, 0 = gray).
+        saturation: range of the HSV saturation factor (1 = unchanged, 0 = gray).
         hue: hue shift drawn from [-hue, hue], in turns of the colour wheel.
-        grayscale: probability of converting a view to grayscale.
+        grayscale: probability of converting a view to grayscale (luma).
         blur: probability of a Gaussian blur.
         blur_sigma: range of the blur sigma, in output pixels (capped at 2).
         solarize: probability of solarizing (inverting values >= 0.5).
@@ -146,8 +146,9 @@ class TwoViewAugment:
         """Uniforms [..., D] -> view parameters with leading shape [...].
 
         ``boxes [..., 4]`` normalised (y1, x1, y2, x2) for ``crop_and_resize``,
-        x1 > x2 when flipped; ``brightness``, ``saturation``, ``hue`` (turns),
-        ``blur_sigma`` (0 = no blur) float32; ``grayscale``, ``solarize`` bool.
+        x1 > x2 when flipped; ``brightness`` (added), ``saturation`` (factor),
+        ``hue`` (turns), ``blur_sigma`` (0 = no blur) float32; ``grayscale``,
+        ``solarize`` bool.
         """
         h = tf.cast(height, tf.float32)
         w = tf.cast(width, tf.float32)
@@ -156,33 +157,47 @@ class TwoViewAugment:
         u_top = draws[..., 2 * _ATTEMPTS : 3 * _ATTEMPTS]
         u_left = draws[..., 3 * _ATTEMPTS : 4 * _ATTEMPTS]
         u = draws[..., 4 * _ATTEMPTS :]  # [..., 8] scalar draws
+        # The original's attempts: real-valued sizes and corners (no rounding).
         area = h * w * (self.scale[0] + (self.scale[1] - self.scale[0]) * u_area)
         log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
         aspect = tf.exp(log_lo + (log_hi - log_lo) * u_ratio)
-        crop_w = tf.round(tf.sqrt(area * aspect))  # [..., attempts]
-        crop_h = tf.round(tf.sqrt(area / aspect))
-        ok = (crop_w > 0) & (crop_h > 0) & (crop_w <= w) & (crop_h <= h)
-        first = tf.argmax(tf.cast(ok, tf.int32), axis=-1)[..., None]  # first valid attempt
+        crop_h = tf.sqrt(area / aspect)  # [..., attempts]
+        crop_w = tf.sqrt(area * aspect)
+        top = u_top * (h - crop_h + 1.0)
+        left = u_left * (w - crop_w + 1.0)
+        # Its fallbacks, in order: centre crop of a portrait image, the right end of
+        # a landscape image (as the original computes it), the whole image.
+        r_lo, r_hi = tf.constant(self.ratio[0], tf.float32), tf.constant(self.ratio[1], tf.float32)
+        zero = tf.zeros_like(h)
+        fallback = [
+            ((h - w / r_lo) / 2.0, zero, w / r_lo, w),
+            (zero, w - h * r_hi, h, h * r_hi),
+            (zero, zero, h, w),
+        ]
+        lead = tf.shape(crop_h)[:-1]
+
+        def fallback_column(i):
+            values = tf.stack([f[i] for f in fallback])  # [3]
+            return tf.broadcast_to(values, tf.concat([lead, [len(fallback)]], 0))
+
+        tops, lefts, heights, widths = (
+            tf.concat([mine, fallback_column(i)], axis=-1)
+            for i, mine in enumerate((top, left, crop_h, crop_w))
+        )  # [..., attempts + 3]
+        ok = (heights > 0) & (heights <= h) & (widths > 0) & (widths <= w)
+        first = tf.argmax(tf.cast(ok, tf.int32), axis=-1)[..., None]  # the first valid one
 
         def pick(values):
             return tf.gather(values, first, axis=-1, batch_dims=len(values.shape) - 1)[..., 0]
 
-        # torchvision's fallback: centre crop, aspect clamped into ``ratio``.
-        r_lo, r_hi = self.ratio
-        fb_w = tf.where(w / h > r_hi, tf.round(h * r_hi), w)
-        fb_h = tf.where(w / h < r_lo, tf.round(w / r_lo), h)
-        found = tf.reduce_any(ok, axis=-1)
-        cw = tf.where(found, pick(crop_w), fb_w)
-        ch = tf.where(found, pick(crop_h), fb_h)
-        top = tf.where(found, tf.floor(pick(u_top) * (h - ch + 1)), tf.round((h - ch) / 2))
-        left = tf.where(found, tf.floor(pick(u_left) * (w - cw + 1)), tf.round((w - cw) / 2))
-        top = tf.minimum(top, h - ch)
-        left = tf.minimum(left, w - cw)
-        # crop_and_resize maps normalised y to y * (H - 1): boxes span pixel centres.
-        y1, y2 = top / tf.maximum(h - 1, 1), (top + ch - 1) / tf.maximum(h - 1, 1)
-        x1, x2 = left / tf.maximum(w - 1, 1), (left + cw - 1) / tf.maximum(w - 1, 1)
+        top, left, ch, cw = pick(tops), pick(lefts), pick(heights), pick(widths)
+        y1, y2 = top / h, (top + ch) / h  # normalised by the size, as the original
+        x1, x2 = left / w, (left + cw) / w
         flip = u[..., 0] < self.flip
-        boxes = tf.stack([y1, tf.where(flip, x2, x1), y2, tf.where(flip, x1, x2)], axis=-1)
+        # Flipping the image then cropping (y1, x1, y2, x2) = cropping (y1, 1-x1, y2, 1-x2).
+        boxes = tf.stack(
+            [y1, tf.where(flip, 1.0 - x1, x1), y2, tf.where(flip, 1.0 - x2, x2)], axis=-1
+        )
         s_lo, s_hi = self.saturation
         b_lo, b_hi = self.blur_sigma
         return {
@@ -194,31 +209,6 @@ class TwoViewAugment:
             "blur_sigma": tf.where(u[..., 5] < self.blur, b_lo + (b_hi - b_lo) * u[..., 6], 0.0),
             "solarize": u[..., 7] < self.solarize,
         }
-
-    def colour_matrix(self, params: dict[str, tf.Tensor]) -> tf.Tensor:
-        """Per-view colour transform [..., 3, 3] for row vectors (rgb @ M).
-
-        Saturation then hue then (optionally) grayscale; every factor keeps gray
-        gray, so brightness stays a plain offset.
-        """
-        f = params["saturation"][..., None, None]
-        eye = tf.eye(3)
-        saturation = f * eye + (1.0 - f) * tf.constant(_LUMA[:, None])  # blend with the luma
-        angle = -2.0 * math.pi * params["hue"]  # YIQ rotation matching HSV's direction
-        c, s = tf.cos(angle), tf.sin(angle)
-        one, zero = tf.ones_like(c), tf.zeros_like(c)
-        rotation = tf.stack(
-            [
-                tf.stack([one, zero, zero], -1),
-                tf.stack([zero, c, s], -1),
-                tf.stack([zero, -s, c], -1),
-            ],
-            axis=-2,
-        )  # [..., 3, 3]
-        hue = tf.constant(_RGB_TO_YIQ) @ rotation @ tf.constant(_YIQ_TO_RGB)
-        matrix = saturation @ hue
-        gray = tf.broadcast_to(tf.constant(_LUMA[:, None]), [3, 3])
-        return tf.where(params["grayscale"][..., None, None], matrix @ gray, matrix)
 
     def apply(self, images: tf.Tensor, draws: tf.Tensor, crop_size: int) -> tf.Tensor:
         """images uint8 [B, H, W, C] (C = 1 or 3) + ``draw``s [B, 2, D] -> [2B, S, S, 3].
@@ -233,10 +223,10 @@ class TwoViewAugment:
         p = self.params(draws, shape[1], shape[2])
         crop, colour = (_crop_xla, _colour_xla) if self.jit_compile else (crop_and_resize, _colour)
         x = crop(images, p["boxes"], tf.tile(tf.range(b), [2]), crop_size)  # [2B, S, S, 3]
-        matrix = self.colour_matrix(p) / 255.0  # [2B, 3, 3]
-        if self.blur == 0 and self.solarize == 0:
-            return colour(x, matrix, p["brightness"], self.mean, self.std)
-        x = colour(x, matrix, p["brightness"], (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # [0, 1]
+        x = colour(x / 255.0, p["brightness"], p["saturation"], p["hue"])  # [0, 1] ± jitter
+        if self.grayscale > 0:
+            gray = tf.reduce_sum(x * tf.constant(_LUMA), axis=-1, keepdims=True)
+            x = tf.where(p["grayscale"][:, None, None, None], tf.tile(gray, [1, 1, 1, 3]), x)
         if self.blur > 0:
             x = _gaussian_blur(x, p["blur_sigma"])
         if self.solarize > 0:
@@ -249,37 +239,84 @@ class TwoViewAugment:
 
 
 def crop_and_resize(images: tf.Tensor, boxes: tf.Tensor, box_indices: tf.Tensor, size: int):
-    """``tf.image.crop_and_resize`` (bilinear, boxes inside the image) with gathers.
+    """``tf.image.crop_and_resize`` (bilinear, extrapolation value 0) with gathers.
 
-    Separable: gather two rows per output row and lerp, then two columns. Unlike
-    the TF kernel it compiles with XLA. images [B, H, W, C], boxes [N, 4]
-    normalised (y1, x1, y2, x2), box_indices [N] -> float32 [N, S, S, C].
+    Separable: gather two rows per output row and lerp, then two columns; a sample
+    outside the image is 0, as in the TF kernel. Unlike the TF kernel it compiles
+    with XLA. images [B, H, W, C], boxes [N, 4] normalised (y1, x1, y2, x2),
+    box_indices [N] -> float32 [N, S, S, C].
     """
     shape = tf.shape(images)
     steps = tf.range(size, dtype=tf.float32) / max(size - 1, 1)  # [S]
 
     def coords(lo, hi, extent):
-        pos = (lo[:, None] + (hi - lo)[:, None] * steps) * tf.cast(extent - 1, tf.float32)
-        first = tf.clip_by_value(tf.cast(tf.floor(pos), tf.int32), 0, extent - 1)  # [N, S]
+        last = tf.cast(extent - 1, tf.float32)
+        pos = (lo[:, None] + (hi - lo)[:, None] * steps) * last  # [N, S]
+        inside = (pos >= 0.0) & (pos <= last)
+        first = tf.clip_by_value(tf.cast(tf.floor(pos), tf.int32), 0, extent - 1)
         second = tf.minimum(first + 1, extent - 1)
-        return first, second, pos - tf.cast(first, tf.float32)
+        return first, second, pos - tf.cast(first, tf.float32), tf.cast(inside, tf.float32)
 
-    y0, y1, wy = coords(boxes[:, 0], boxes[:, 2], shape[1])
-    x0, x1, wx = coords(boxes[:, 1], boxes[:, 3], shape[2])
+    y0, y1, wy, in_y = coords(boxes[:, 0], boxes[:, 2], shape[1])
+    x0, x1, wx, in_x = coords(boxes[:, 1], boxes[:, 3], shape[2])
     image = tf.broadcast_to(box_indices[:, None], tf.shape(y0))  # [N, S]
     top = tf.cast(tf.gather_nd(images, tf.stack([image, y0], -1)), tf.float32)  # [N, S, W, C]
     bottom = tf.cast(tf.gather_nd(images, tf.stack([image, y1], -1)), tf.float32)
-    rows = top + (bottom - top) * wy[:, :, None, None]
+    rows = (top + (bottom - top) * wy[:, :, None, None]) * in_y[:, :, None, None]
     left = tf.gather(rows, x0, axis=2, batch_dims=1)  # [N, S, S, C]
     right = tf.gather(rows, x1, axis=2, batch_dims=1)
-    return left + (right - left) * wx[:, None, :, None]
+    return (left + (right - left) * wx[:, None, :, None]) * in_x[:, None, :, None]
 
 
-def _colour(x, matrix, brightness, mean, std) -> tf.Tensor:
-    """x [N, S, S, 3] in [0, 255] -> normalise(clip(x @ matrix + brightness, 0, 1))."""
-    x = tf.einsum("nhwc,ncd->nhwd", x, matrix)
-    x = tf.clip_by_value(x + brightness[:, None, None, None], 0.0, 1.0)
-    return normalize(x, mean, std)
+def adjust_saturation(x: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
+    """``tf.image.adjust_saturation`` with one factor per image: x [N, S, S, 3], factor [N]."""
+    hue, sat, value = tf.unstack(tf.image.rgb_to_hsv(x), axis=-1)
+    sat = tf.clip_by_value(sat * factor[:, None, None], 0.0, 1.0)
+    return tf.image.hsv_to_rgb(tf.stack([hue, sat, value], axis=-1))
+
+
+def adjust_hue(x: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
+    """``tf.image.adjust_hue``'s CPU kernel with one delta (turns) per image.
+
+    Each pixel keeps its smallest and largest channel; the hue, measured in sixths
+    of a turn as the position of the middle channel between them, turns by
+    ``delta``. Defined for any real values (the HSV round trip of
+    ``tf.image.rgb_to_hsv`` is not, for values outside [0, 1]). x [N, S, S, 3], delta [N].
+    """
+    r, g, b = tf.unstack(x, axis=-1)
+    # Sextant of the colour wheel and its (max, mid, min) channels, with the kernel's
+    # tie-breaking: sextants 0..5 are r>g>b, g>r>b, g>b>r, b>g>r, b>r>g, r>b>g.
+    r_lt_g = r < g
+    sextant = tf.where(
+        r_lt_g,
+        tf.where(b < r, 1, tf.where(b > g, 3, 2)),
+        tf.where(b < g, 0, tf.where(b > r, 4, 5)),
+    )
+    v_max = tf.where(r_lt_g, tf.where(b > g, b, g), tf.where(b > r, b, r))
+    v_min = tf.where(r_lt_g, tf.where(b < r, b, r), tf.where(b < g, b, g))
+    v_mid = tf.gather(tf.stack([g, r, b, g, r, b], axis=-1), sextant, batch_dims=3)
+    span = v_max - v_min
+    ratio = tf.math.divide_no_nan(v_mid - v_min, span)
+    even = tf.equal(sextant % 2, 0)
+    hue = tf.cast(sextant, tf.float32) + tf.where(even, ratio, 1.0 - ratio)
+    hue = tf.where(tf.equal(span, 0.0), 0.0, hue)  # grey: hue 0
+    hue = hue + (delta * 6.0)[:, None, None]
+    hue = tf.where(hue < 0.0, hue + 6.0, hue)
+    hue = tf.where(hue >= 6.0, hue - 6.0, hue)
+    sextant = tf.cast(hue, tf.int32)  # truncation, hue >= 0
+    ratio = hue - tf.cast(sextant, tf.float32)
+    ratio = tf.where(tf.equal(sextant % 2, 0), ratio, 1.0 - ratio)
+    v_mid = v_min + ratio * span
+    # Channel order per sextant: which of (max, mid, min) goes to r, g, b.
+    order = tf.constant([[0, 1, 2], [1, 0, 2], [2, 0, 1], [2, 1, 0], [1, 2, 0], [0, 2, 1]])
+    levels = tf.stack([v_max, v_mid, v_min], axis=-1)  # [N, S, S, 3]
+    return tf.gather(levels, tf.gather(order, sextant), batch_dims=3)
+
+
+def _colour(x, brightness, saturation, hue) -> tf.Tensor:
+    """x [N, S, S, 3] in [0, 1]: brightness, saturation, hue as the original (no clip)."""
+    x = x + brightness[:, None, None, None]
+    return adjust_hue(adjust_saturation(x, saturation), hue)
 
 
 _crop_xla = tf.function(crop_and_resize, jit_compile=True, reduce_retracing=True)

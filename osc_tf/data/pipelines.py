@@ -47,7 +47,8 @@ _ORDER_CYCLE = 16  # epoch e is visited in the order of epoch e mod 16
 def preprocess_for_inference(images: tf.Tensor, crop_size: int) -> tf.Tensor:
     """uint8 [B, H, W, C] -> float32 [B, S, S, 3]: centre square crop, resize, normalise.
 
-    Bilinear resize with antialiasing; any H, W (dynamic shapes are fine, for export).
+    Bilinear resize without antialiasing (``tf.image.resize``'s default, as the
+    original's test preprocessing); any H, W (dynamic shapes are fine, for export).
     """
     return augment_lib.normalize(_centre_crop(_rgb(images), crop_size) / 255.0)
 
@@ -69,9 +70,7 @@ def _centre_crop(images: tf.Tensor, crop_size: int, method: str = "bilinear") ->
     square = tf.image.crop_to_bounding_box(
         images, (shape[1] - side) // 2, (shape[2] - side) // 2, side, side
     )
-    return tf.image.resize(
-        tf.cast(square, tf.float32), [crop_size, crop_size], method=method, antialias=True
-    )
+    return tf.image.resize(tf.cast(square, tf.float32), [crop_size, crop_size], method=method)
 
 
 def vqa_targets(size, color, material, shape, visible) -> tf.Tensor:

@@ -10,7 +10,7 @@ weights come back for the object decoders that need them, and callers that do no
 import keras
 from keras import ops
 
-from osc_tf.layers import fused
+from osc_tf.layers import fused, initializers
 
 # Auto policy of ``recompute_weights``: keep a call's attention weights for the backward
 # pass up to this size (the default model's [128·4, 256, 256] float32 = 128 MiB is kept;
@@ -23,8 +23,10 @@ class MultiHeadAttention(keras.layers.Layer):
     """Multi-head attention of a set of queries over a context set.
 
     ``out = proj(softmax(q kᵀ / sqrt(D / h)) v)`` with ``q = x Wq``,
-    ``k = c Wk``, ``v = c Wv`` and ``c = x`` for self-attention. Logits and
-    softmax run in float32; the softmax is over the context axis.
+    ``k = c Wk``, ``v = c Wv`` and ``c = x`` for self-attention; with
+    ``scale=False`` the logits are the plain ``q kᵀ`` (the original study's
+    self-attention). Logits and softmax run in float32; the softmax is over the
+    context axis.
 
     Args:
         num_heads: number of heads h; must divide D (the query width).
@@ -32,6 +34,8 @@ class MultiHeadAttention(keras.layers.Layer):
         attn_dropout: dropout rate on the attention weights.
         proj_dropout: dropout rate after the output projection.
         seed: optional integer seed for the dropout layers.
+        scale: divide the logits by sqrt(D / h).
+        init: initialisation scheme of the projections (``osc_tf.layers.initializers``).
         recompute_weights: with ``need_weights=False`` in training, whether the
             backward pass recomputes the attention weights (``fused.attention``:
             less memory, a slower step) rather than keeping them. None: keep them
@@ -59,10 +63,14 @@ class MultiHeadAttention(keras.layers.Layer):
         proj_dropout: float = 0.0,
         seed: int | None = None,
         recompute_weights: bool | None = None,
+        scale: bool = True,
+        init: str = "vit",
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.recompute_weights = recompute_weights
+        self.scale = scale
+        self.init = initializers.check(init, "MultiHeadAttention.init")
         self.num_heads = num_heads
         self.qkv_bias = qkv_bias
         self.attn_dropout = attn_dropout
@@ -80,7 +88,9 @@ class MultiHeadAttention(keras.layers.Layer):
         context_dim = dim if context_shape is None else context_shape[-1]
 
         def dense(name, in_dim, bias):
-            layer = keras.layers.Dense(dim, use_bias=bias, name=name, dtype=self.dtype_policy)
+            layer = initializers.dense(
+                dim, in_dim, self.init, use_bias=bias, name=name, dtype=self.dtype_policy
+            )
             layer.build((None, None, in_dim))
             return layer
 
@@ -102,7 +112,9 @@ class MultiHeadAttention(keras.layers.Layer):
         length = x.shape[1] if x.shape[1] is not None else ops.shape(x)[1]
         # Heads-major layout [B, h, L, D/h]: both products are plain batched matmuls,
         # and the scale goes on q (small) rather than on the logits [B, h, L, M].
-        q = ops.cast(self._split_heads(self.q_proj(x)), "float32") * (dim // heads) ** -0.5
+        q = ops.cast(self._split_heads(self.q_proj(x)), "float32")
+        if self.scale:
+            q = q * (dim // heads) ** -0.5
         k = ops.cast(self._split_heads(self.k_proj(context)), "float32")
         v = self._split_heads(self.v_proj(context))
         if need_weights or (training and self.attn_dropout > 0):
@@ -138,5 +150,7 @@ class MultiHeadAttention(keras.layers.Layer):
             proj_dropout=self.proj_dropout,
             seed=self.seed,
             recompute_weights=self.recompute_weights,
+            scale=self.scale,
+            init=self.init,
         )
         return config

@@ -2,21 +2,26 @@
 
 Both have ``call(queries, tokens, training=False) -> (slots [B, K, D], attention [B, K, N])``
 where ``attention`` is the last layer's queries→tokens attention averaged over
-heads (each row sums to 1 over the N tokens).
+heads (each row sums to 1 over the N tokens); with ``all_steps=True`` every
+layer's, ``[B, L, K, N]``.
 """
 
 import keras
 from keras import ops
 
+from osc_tf.layers import initializers
 from osc_tf.layers.attention import MultiHeadAttention
 from osc_tf.layers.fused import LayerNorm
 from osc_tf.layers.heads import MLPHead
 
-LAYER_NORM_EPSILON = 1e-5
-
 
 def _offset(seed: int | None, k: int) -> int | None:
     return None if seed is None else seed + k
+
+
+def _steps(steps: list, all_steps: bool):
+    """Every layer's head-averaged attention [B, L, K, N], or the last one's [B, K, N]."""
+    return ops.stack(steps, axis=1) if all_steps else steps[-1]
 
 
 @keras.saving.register_keras_serializable(package="osc_tf")
@@ -37,6 +42,10 @@ class CrossAttentionBlock(keras.layers.Layer):
         attn_dropout: dropout on attention weights.
         drop_path: stochastic-depth rate.
         seed: optional integer seed.
+        scale_self_attention: divide the self-attention logits by sqrt(D / h)
+            (the cross-attention logits always are); False as the original, whose
+            decoder blocks reuse its unscaled self-attention.
+        init: initialisation scheme of the attention and MLP layers.
 
     Call:
         x: ``[B, L, D]``; context: ``[B, M, Dc]``.
@@ -51,14 +60,18 @@ class CrossAttentionBlock(keras.layers.Layer):
         mlp_ratio: float = 2.0,
         self_attention: bool = True,
         norm_context: bool = False,
-        qkv_bias: bool = True,
+        qkv_bias: bool = False,
         dropout: float = 0.0,
         attn_dropout: float = 0.0,
         drop_path: float = 0.0,
         seed: int | None = None,
+        scale_self_attention: bool = False,
+        init: str = "vit",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.scale_self_attention = scale_self_attention
+        self.init = initializers.check(init, "CrossAttentionBlock.init")
         self.num_heads = num_heads
         self.mlp_ratio = mlp_ratio
         self.self_attention = self_attention
@@ -71,12 +84,20 @@ class CrossAttentionBlock(keras.layers.Layer):
         policy = self.dtype_policy
 
         def norm(name):
-            return LayerNorm(epsilon=LAYER_NORM_EPSILON, name=name, dtype=policy)
+            return LayerNorm(name=name, dtype=policy)
 
-        def attention(name, k):
+        def attention(name, k, scale):
             seed_k = _offset(seed, k)
             return MultiHeadAttention(
-                num_heads, qkv_bias, attn_dropout, dropout, seed_k, name=name, dtype=policy
+                num_heads,
+                qkv_bias,
+                attn_dropout,
+                dropout,
+                seed_k,
+                scale=scale,
+                init=init,
+                name=name,
+                dtype=policy,
             )
 
         def path(k):
@@ -86,14 +107,16 @@ class CrossAttentionBlock(keras.layers.Layer):
 
         if self_attention:
             self.norm_self = norm("norm_self")
-            self.self_attn = attention("self_attn", 0)
+            self.self_attn = attention("self_attn", 0, scale_self_attention)
             self.path_self = path(10)
         self.norm_cross = norm("norm_cross")
         self.norm_ctx = norm("norm_context") if norm_context else None
-        self.cross_attn = attention("cross_attn", 2)
+        self.cross_attn = attention("cross_attn", 2, True)
         self.path_cross = path(11)
         self.norm_mlp = norm("norm_mlp")
-        self.mlp = MLPHead(mlp_ratio, dropout=dropout, seed=_offset(seed, 4), dtype=policy)
+        self.mlp = MLPHead(
+            mlp_ratio, dropout=dropout, seed=_offset(seed, 4), init=init, dtype=policy
+        )
         self.path_mlp = path(12)
 
     def build(self, x_shape, context_shape):
@@ -130,6 +153,8 @@ class CrossAttentionBlock(keras.layers.Layer):
             attn_dropout=self.attn_dropout,
             drop_path=self.drop_path,
             seed=self.seed,
+            scale_self_attention=self.scale_self_attention,
+            init=self.init,
         )
         return config
 
@@ -143,14 +168,18 @@ class _Decoder(keras.layers.Layer):
         num_heads: int = 4,
         mlp_ratio: float = 2.0,
         reuse_layers: bool = False,
-        qkv_bias: bool = True,
+        qkv_bias: bool = False,
         dropout: float = 0.0,
         attn_dropout: float = 0.0,
         drop_path: float = 0.0,
         seed: int | None = None,
+        scale_self_attention: bool = False,
+        init: str = "vit",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.scale_self_attention = scale_self_attention
+        self.init = initializers.check(init, f"{type(self).__name__}.init")
         self.num_layers = num_layers
         self.num_heads = num_heads
         self.mlp_ratio = mlp_ratio
@@ -176,6 +205,8 @@ class _Decoder(keras.layers.Layer):
                 attn_dropout=self.attn_dropout,
                 drop_path=self.drop_path,
                 seed=_offset(self.seed, seed_offset + 100 * i),
+                scale_self_attention=self.scale_self_attention,
+                init=self.init,
                 name=f"{name}_{i}",
                 dtype=self.dtype_policy,
             )
@@ -197,6 +228,8 @@ class _Decoder(keras.layers.Layer):
             attn_dropout=self.attn_dropout,
             drop_path=self.drop_path,
             seed=self.seed,
+            scale_self_attention=self.scale_self_attention,
+            init=self.init,
         )
         return config
 
@@ -214,7 +247,9 @@ class CrossAttentionDecoder(_Decoder):
         num_heads: attention heads.
         mlp_ratio: MLP hidden width as a multiple of D.
         reuse_layers: share one block across all layers.
-        qkv_bias, dropout, attn_dropout, drop_path, seed: as in ``CrossAttentionBlock``.
+        qkv_bias, dropout, attn_dropout, drop_path, seed, scale_self_attention, init:
+            as in ``CrossAttentionBlock``. The defaults are the original's: no q/k/v
+            bias, unscaled self-attention, scaled cross-attention, timm's ViT init.
 
     Call:
         queries: ``[B, K, D]``; tokens: ``[B, N, Dt]``.
@@ -225,9 +260,7 @@ class CrossAttentionDecoder(_Decoder):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.norm_tokens = LayerNorm(
-            epsilon=LAYER_NORM_EPSILON, name="norm_tokens", dtype=self.dtype_policy
-        )
+        self.norm_tokens = LayerNorm(name="norm_tokens", dtype=self.dtype_policy)
         self.blocks = self._blocks("block", self.num_layers, True, False, seed_offset=0)
 
     def build(self, queries_shape, tokens_shape):
@@ -235,12 +268,13 @@ class CrossAttentionDecoder(_Decoder):
         for block in self.blocks:
             block.build(queries_shape, tokens_shape)
 
-    def call(self, queries, tokens, training=False):
+    def call(self, queries, tokens, training=False, all_steps=False):
         tokens = self.norm_tokens(tokens)
-        x = queries
+        x, steps = queries, []
         for i in range(self.num_layers):
             x, weights = self._layer(self.blocks, i)(x, tokens, training=training)
-        return x, ops.mean(weights, axis=1)  # [B, K, D], [B, K, N]
+            steps.append(ops.mean(weights, axis=1))  # [B, K, N]
+        return x, _steps(steps, all_steps)  # [B, K, D], [B, K, N] or [B, L, K, N]
 
 
 @keras.saving.register_keras_serializable(package="osc_tf")
@@ -276,11 +310,12 @@ class CoAttentionDecoder(_Decoder):
         for block in self.token_blocks:
             block.build(tokens_shape, queries_shape)
 
-    def call(self, queries, tokens, training=False):
-        x, t = queries, tokens
+    def call(self, queries, tokens, training=False, all_steps=False):
+        x, t, steps = queries, tokens, []
         for i in range(self.num_layers):
             new_x, weights = self._layer(self.query_blocks, i)(x, t, training=training)
+            steps.append(ops.mean(weights, axis=1))  # [B, K, N]
             if i < self.num_layers - 1:
                 t, _ = self._layer(self.token_blocks, i)(t, x, training=training)
             x = new_x
-        return x, ops.mean(weights, axis=1)  # [B, K, D], [B, K, N]
+        return x, _steps(steps, all_steps)  # [B, K, D], [B, K, N] or [B, L, K, N]

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from osc_tf.layers import initializers
 from osc_tf.layers.attention import MultiHeadAttention
 from osc_tf.layers.fused import LayerNorm, gelu
 
@@ -24,6 +25,8 @@ class MLPHead(keras.layers.Layer):
         dropout: dropout rate after the activation and after the output layer.
         out_bias: whether the output layer has a bias.
         seed: optional integer seed for dropout.
+        init: initialisation scheme of both layers (``osc_tf.layers.initializers``);
+            ``"torch"`` (PyTorch's default, as the original's heads) by default.
 
     Call:
         x: ``[..., D]``.
@@ -41,9 +44,11 @@ class MLPHead(keras.layers.Layer):
         dropout: float = 0.0,
         out_bias: bool = True,
         seed: int | None = None,
+        init: str = "torch",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.init = initializers.check(init, "MLPHead.init")
         self.hidden_mult = hidden_mult
         self.hidden_dim = hidden_dim
         self.out_dim = out_dim
@@ -60,10 +65,15 @@ class MLPHead(keras.layers.Layer):
     def build(self, x_shape):
         dim = x_shape[-1]
         hidden = self.hidden_dim or int(round(self.hidden_mult * dim))
-        self.fc1 = keras.layers.Dense(hidden, name="fc1", dtype=self.dtype_policy)
+        self.fc1 = initializers.dense(hidden, dim, self.init, name="fc1", dtype=self.dtype_policy)
         self.fc1.build(x_shape)
-        self.fc2 = keras.layers.Dense(
-            self.out_dim or dim, use_bias=self.out_bias, name="fc2", dtype=self.dtype_policy
+        self.fc2 = initializers.dense(
+            self.out_dim or dim,
+            hidden,
+            self.init,
+            use_bias=self.out_bias,
+            name="fc2",
+            dtype=self.dtype_policy,
         )
         self.fc2.build((*x_shape[:-1], hidden))
 
@@ -84,6 +94,7 @@ class MLPHead(keras.layers.Layer):
             dropout=self.dropout,
             out_bias=self.out_bias,
             seed=self.seed,
+            init=self.init,
         )
         return config
 
@@ -93,8 +104,8 @@ class CrossAttentionPool(keras.layers.Layer):
     """Pools a set into one vector: a learned query cross-attends the set.
 
     ``q ← q + MHA(LN(q), LN(x)); q ← q + MLP(LN(q))`` with one learned query
-    (truncated normal, std 0.02). An alternative to average or CLS pooling,
-    set as ``ObjectCentricModel.global_pool``.
+    (normal, std 0.02; projections initialised as ``"vit"``). An alternative to
+    average or CLS pooling, set as ``ObjectCentricModel.global_pool``.
 
     Args:
         num_heads: attention heads.
@@ -123,17 +134,19 @@ class CrossAttentionPool(keras.layers.Layer):
         self.qkv_bias = qkv_bias
         self.seed = seed
         policy = self.dtype_policy
-        self.norm_x = LayerNorm(epsilon=1e-5, dtype=policy, name="norm_x")
-        self.norm_q = LayerNorm(epsilon=1e-5, dtype=policy, name="norm_q")
-        self.norm_mlp = LayerNorm(epsilon=1e-5, dtype=policy, name="norm_mlp")
-        self.attn = MultiHeadAttention(num_heads, qkv_bias=qkv_bias, seed=seed, dtype=policy)
-        self.mlp = MLPHead(hidden_mult=mlp_ratio, seed=seed, dtype=policy)
+        self.norm_x = LayerNorm(dtype=policy, name="norm_x")
+        self.norm_q = LayerNorm(dtype=policy, name="norm_q")
+        self.norm_mlp = LayerNorm(dtype=policy, name="norm_mlp")
+        self.attn = MultiHeadAttention(
+            num_heads, qkv_bias=qkv_bias, seed=seed, init="vit", dtype=policy
+        )
+        self.mlp = MLPHead(hidden_mult=mlp_ratio, seed=seed, init="vit", dtype=policy)
 
     def build(self, x_shape):
         dim = x_shape[-1]
         self.query = self.add_weight(
             shape=(1, 1, dim),
-            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            initializer=initializers.token_table(),
             name="query",
         )
         q_shape = (x_shape[0], 1, dim)

@@ -1,4 +1,4 @@
-"""Batched k-means in graph ops: k-means++ initialisation and Lloyd iterations.
+"""Batched k-means in graph ops: random or k-means++ initialisation, Lloyd iterations.
 
 Runs per image on ``x [B, N, D]`` in float32, inside ``tf.function`` and XLA
 (a ``while_loop`` with a static iteration bound and an early stop). Used by
@@ -100,6 +100,27 @@ def kmeans_plus_plus_init(x, num_clusters, distance: str, seed: int = 0):
     return centroids
 
 
+def random_init(x, num_clusters, distance: str, seed=0):
+    """K distinct random tokens, the same indices for every image (the original's draw).
+
+    The original study draws ``numpy.random.choice(N, K, replace=False)`` once per
+    call and gathers those tokens of every image of the batch.
+
+    Args:
+        x: ``[B, N, D]`` points.
+        num_clusters: K <= N (Python int or int32 scalar tensor).
+        distance: ``"euclidean"`` or ``"cosine"``.
+        seed: int (fixed draw) or ``keras.random.SeedGenerator`` (a new draw per call).
+
+    Returns:
+        Centroids ``[B, K, D]`` in the k-means space.
+    """
+    x = prepare(x, distance)
+    scores = stateless_random.uniform((tf.shape(x)[1],), seed)  # [N]
+    _, index = tf.math.top_k(scores, k=num_clusters)  # K distinct, uniformly random
+    return tf.gather(x, index, axis=1)  # [B, K, D]
+
+
 def _assign(x, centroids, distance: str):
     """Index ``[B, N]`` of the nearest centroid of every point."""
     return ops.argmin(pairwise_distance(x, centroids, distance), axis=-1)
@@ -122,9 +143,9 @@ def _update(x, centroids, distance: str):
 def kmeans(x, centroids, distance: str, max_iters: int = 20, tol: float = 1e-6):
     """Lloyd's k-means per image from given initial centroids.
 
-    Iterates until the largest centroid move (Euclidean norm, over the whole
-    batch) is below ``tol`` or ``max_iters`` steps were taken. Empty clusters
-    keep their previous centroid, so the result is never NaN.
+    Iterates until the largest change of any centroid coordinate, over the whole
+    batch, is below ``tol`` (the original's test) or ``max_iters`` steps were
+    taken. Empty clusters keep their previous centroid, so the result is never NaN.
 
     Args:
         x: ``[B, N, D]`` points.
@@ -146,7 +167,7 @@ def kmeans(x, centroids, distance: str, max_iters: int = 20, tol: float = 1e-6):
 
     def body(c, move):
         new = _update(x, c, distance)
-        move = ops.sqrt(ops.max(ops.sum(ops.square(new - c), axis=-1)))
+        move = ops.max(ops.abs(new - c))
         return new, move
 
     init_move = ops.convert_to_tensor(float("inf"), dtype="float32")

@@ -7,7 +7,7 @@ import keras
 from keras import ops
 
 from osc_tf.layers import stateless_random
-from osc_tf.layers.kmeans import kmeans, kmeans_plus_plus_init
+from osc_tf.layers.kmeans import kmeans, kmeans_plus_plus_init, random_init
 
 
 @keras.saving.register_keras_serializable(package="osc_tf")
@@ -16,7 +16,8 @@ class LearnedQueries(keras.layers.Layer):
 
     Args:
         num_slots: K.
-        stddev: truncated-normal initialiser's standard deviation.
+        stddev: standard deviation of the normal initialiser (0.02: timm's
+            ``trunc_normal_(std=0.02)`` as the original, whose cut at ±2 is 100 std).
 
     Call:
         tokens: ``[B, N, D]`` backbone tokens (only B and D are used).
@@ -34,7 +35,7 @@ class LearnedQueries(keras.layers.Layer):
     def build(self, tokens_shape):
         self.queries = self.add_weight(
             shape=(1, self.num_slots, tokens_shape[-1]),
-            initializer=keras.initializers.TruncatedNormal(stddev=self.stddev),
+            initializer=keras.initializers.RandomNormal(stddev=self.stddev),
             name="queries",
         )
 
@@ -131,22 +132,27 @@ class GaussianQueries(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="osc_tf")
 class KMeansQueries(keras.layers.Layer):
+    INITS = ("random", "kmeans++")
+
     """Queries are the k-means centroids of each image's backbone tokens.
 
-    Batched k-means inside the graph (see ``osc_tf.layers.kmeans``): per-image
-    k-means++ initialisation with distinct tokens, Lloyd iterations until the
-    centroids move less than ``tol`` or ``max_iters`` is reached, empty
-    clusters keep their previous centroid (never NaN), float32 throughout,
-    no gradient through the centroids. With ``distance="cosine"`` it is
-    spherical k-means and the queries are unit vectors.
+    Batched k-means inside the graph (see ``osc_tf.layers.kmeans``): K distinct
+    random tokens (``init="random"``, the original's: the same indices for the
+    whole batch, drawn anew at every training call, from the fixed ``seed`` at
+    inference) or per-image k-means++ (``init="kmeans++"``, always from the fixed
+    ``seed``), then Lloyd iterations until no centroid coordinate changes by
+    ``tol`` or more, or ``max_iters`` is reached; empty clusters keep their
+    previous centroid (never NaN), float32 throughout, no gradient through the
+    centroids. With ``distance="cosine"`` it is spherical k-means and the
+    queries are unit vectors.
 
     Args:
         num_slots: default K (a call may ask for another).
         distance: ``"euclidean"`` or ``"cosine"``.
         max_iters: static bound on Lloyd iterations.
-        tol: early-stop threshold on the largest centroid move.
-        seed: integer seed of the k-means++ draws (fixed, so the same
-            tokens give the same queries).
+        tol: early-stop threshold on the largest centroid change.
+        seed: integer seed of the initial draws (inference, and k-means++).
+        init: ``"random"`` or ``"kmeans++"``.
 
     Call:
         tokens: ``[B, N, D]``; needs N >= K.
@@ -163,16 +169,21 @@ class KMeansQueries(keras.layers.Layer):
         max_iters: int = 20,
         tol: float = 1e-6,
         seed: int = 0,
+        init: str = "random",
         **kwargs,
     ):
         super().__init__(**kwargs)
         if distance not in ("euclidean", "cosine"):
             raise ValueError(f"distance must be 'euclidean' or 'cosine', got {distance!r}")
+        if init not in self.INITS:
+            raise ValueError(f"KMeansQueries.init must be one of {self.INITS}, got {init!r}")
         self.num_slots = num_slots
         self.distance = distance
         self.max_iters = max_iters
         self.tol = tol
         self.seed = seed
+        self.init = init
+        self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, tokens, num_slots=None, training=False):
         num_slots = self.num_slots if num_slots is None else num_slots
@@ -183,8 +194,12 @@ class KMeansQueries(keras.layers.Layer):
             and num_slots > tokens.shape[1]
         ):
             raise ValueError(f"num_slots={num_slots} exceeds the {tokens.shape[1]} tokens")
-        init = kmeans_plus_plus_init(x, num_slots, self.distance, seed=self.seed)
-        centroids, _ = kmeans(x, init, self.distance, self.max_iters, self.tol)
+        if self.init == "random":
+            seed = self.seed_generator if training else self.seed
+            start = random_init(x, num_slots, self.distance, seed=seed)
+        else:
+            start = kmeans_plus_plus_init(x, num_slots, self.distance, seed=self.seed)
+        centroids, _ = kmeans(x, start, self.distance, self.max_iters, self.tol)
         return ops.cast(ops.stop_gradient(centroids), self.compute_dtype)  # [B, K, D]
 
     def get_config(self):
@@ -195,5 +210,6 @@ class KMeansQueries(keras.layers.Layer):
             max_iters=self.max_iters,
             tol=self.tol,
             seed=self.seed,
+            init=self.init,
         )
         return config

@@ -3,10 +3,9 @@
 import keras
 from keras import ops
 
+from osc_tf.layers import initializers
 from osc_tf.layers.fused import LayerNorm
 from osc_tf.layers.heads import MLPHead
-
-LAYER_NORM_EPSILON = 1e-5
 
 
 @keras.saving.register_keras_serializable(package="osc_tf")
@@ -36,11 +35,16 @@ class SlotAttention(keras.layers.Layer):
             stop-gradient fixed point (Chang et al., 2022). The forward value
             is unchanged; queries still get the last iteration's gradient
             (straight-through, as in BO-QSA).
+        init: initialisation scheme (``osc_tf.layers.initializers``) of the q, k, v
+            projections, the GRU (kernel, recurrent kernel and biases) and the MLP;
+            ``"torch"``: PyTorch's defaults, U(±1/sqrt(D)), as the original.
 
     Call:
         queries: initial slots ``[B, K, D]``.
         tokens: ``[B, N, Dt]``.
         training: Python bool.
+        all_steps: return every iteration's attention ``[B, T, K, N]`` instead of
+            the last one's.
 
     Returns:
         ``(slots [B, K, D], attention [B, K, N])``; attention sums to 1 over K.
@@ -52,9 +56,11 @@ class SlotAttention(keras.layers.Layer):
         hidden_mult: float = 2.0,
         eps: float = 1e-8,
         implicit_grad: bool = False,
+        init: str = "torch",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.init = initializers.check(init, "SlotAttention.init")
         self.num_iters = num_iters
         self.hidden_mult = hidden_mult
         self.eps = eps
@@ -62,26 +68,36 @@ class SlotAttention(keras.layers.Layer):
         policy = self.dtype_policy
 
         def norm(name):
-            return LayerNorm(epsilon=LAYER_NORM_EPSILON, name=name, dtype=policy)
+            return LayerNorm(name=name, dtype=policy)
 
         self.norm_inputs = norm("norm_inputs")
         self.norm_slots = norm("norm_slots")
         self.norm_mlp = norm("norm_mlp")
-        self.mlp = MLPHead(hidden_mult, activation="relu", name="mlp", dtype=policy)
+        self.mlp = MLPHead(hidden_mult, activation="relu", init=init, name="mlp", dtype=policy)
 
     def build(self, queries_shape, tokens_shape):
         dim = queries_shape[-1]
         policy = self.dtype_policy
 
         def dense(name, in_dim):
-            layer = keras.layers.Dense(dim, use_bias=False, name=name, dtype=policy)
+            layer = initializers.dense(dim, in_dim, self.init, False, name=name, dtype=policy)
             layer.build((None, in_dim))
             return layer
 
         self.k_proj = dense("k", tokens_shape[-1])
         self.v_proj = dense("v", tokens_shape[-1])
         self.q_proj = dense("q", dim)
-        self.gru = keras.layers.GRUCell(dim, reset_after=True, name="gru", dtype=policy)
+        # PyTorch's GRUCell draws all four tensors from U(±1/sqrt(D)) (fan-in D for both).
+        kernel, bias = initializers.kernel_and_bias(self.init, dim)
+        self.gru = keras.layers.GRUCell(
+            dim,
+            reset_after=True,
+            kernel_initializer=kernel,
+            recurrent_initializer=kernel,
+            bias_initializer=bias,
+            name="gru",
+            dtype=policy,
+        )
         self.gru.build((None, dim))
         self.norm_inputs.build(tokens_shape)
         for layer in (self.norm_slots, self.norm_mlp, self.mlp):
@@ -123,8 +139,10 @@ class SlotAttention(keras.layers.Layer):
             attentions.append(attention)
         return slots, ops.stack(attentions, axis=1)  # [B, T, K, N]
 
-    def call(self, queries, tokens, training=False):
+    def call(self, queries, tokens, training=False, all_steps=False):
         slots, attentions = self.iterate(queries, tokens, training=training)
+        if all_steps:
+            return slots, attentions  # [B, K, D], [B, T, K, N]
         return slots, attentions[:, -1]  # [B, K, D], [B, K, N]
 
     def get_config(self):
@@ -134,5 +152,6 @@ class SlotAttention(keras.layers.Layer):
             hidden_mult=self.hidden_mult,
             eps=self.eps,
             implicit_grad=self.implicit_grad,
+            init=self.init,
         )
         return config

@@ -3,11 +3,10 @@
 import keras
 from keras import ops
 
+from osc_tf.layers import initializers
 from osc_tf.layers.attention import MultiHeadAttention
 from osc_tf.layers.fused import LayerNorm
 from osc_tf.layers.heads import MLPHead
-
-LAYER_NORM_EPSILON = 1e-5
 
 
 def _offset(seed: int | None, k: int) -> int | None:
@@ -28,6 +27,8 @@ class TransformerBlock(keras.layers.Layer):
         seed: optional integer seed for all random ops of the block.
         recompute_attention: recompute the attention weights in the backward pass
             instead of keeping them; None: by size (``MultiHeadAttention.recompute_weights``).
+        scale_attention: divide the attention logits by sqrt(D / h).
+        init: initialisation scheme of the attention and MLP layers.
 
     Call:
         x: ``[B, N, D]``.
@@ -46,10 +47,14 @@ class TransformerBlock(keras.layers.Layer):
         drop_path: float = 0.0,
         seed: int | None = None,
         recompute_attention: bool | None = None,
+        scale_attention: bool = False,
+        init: str = "vit",
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.recompute_attention = recompute_attention
+        self.scale_attention = scale_attention
+        self.init = init
         self.num_heads = num_heads
         self.mlp_ratio = mlp_ratio
         self.qkv_bias = qkv_bias
@@ -58,7 +63,7 @@ class TransformerBlock(keras.layers.Layer):
         self.drop_path = drop_path
         self.seed = seed
         policy = self.dtype_policy
-        self.norm1 = LayerNorm(epsilon=LAYER_NORM_EPSILON, dtype=policy)
+        self.norm1 = LayerNorm(dtype=policy)
         self.attn = MultiHeadAttention(
             num_heads,
             qkv_bias,
@@ -66,10 +71,14 @@ class TransformerBlock(keras.layers.Layer):
             dropout,
             seed=_offset(seed, 0),
             recompute_weights=recompute_attention,
+            scale=scale_attention,
+            init=init,
             dtype=policy,
         )
-        self.norm2 = LayerNorm(epsilon=LAYER_NORM_EPSILON, dtype=policy)
-        self.mlp = MLPHead(mlp_ratio, dropout=dropout, seed=_offset(seed, 2), dtype=policy)
+        self.norm2 = LayerNorm(dtype=policy)
+        self.mlp = MLPHead(
+            mlp_ratio, dropout=dropout, seed=_offset(seed, 2), init=init, dtype=policy
+        )
         # Stochastic depth: one Bernoulli draw per sample, broadcast over tokens and channels.
         self.drop_path1 = keras.layers.Dropout(
             drop_path, noise_shape=(None, 1, 1), seed=_offset(seed, 4), dtype=policy
@@ -102,6 +111,8 @@ class TransformerBlock(keras.layers.Layer):
             drop_path=self.drop_path,
             seed=self.seed,
             recompute_attention=self.recompute_attention,
+            scale_attention=self.scale_attention,
+            init=self.init,
         )
         return config
 
@@ -113,9 +124,12 @@ class ViT(keras.layers.Layer):
     Images are cut into non-overlapping P×P patches (a strided convolution),
     a learned positional embedding is added to the patch tokens before the
     first block or before every block, and pre-norm transformer blocks follow
-    (scaled dot-product attention, exact GELU, LayerNorm epsilon 1e-5).
+    (dot-product attention, exact GELU, LayerNorm epsilon 1e-5).
     Defaults are the original study's: P=8, D=64, 4 layers, 4 heads, MLP
-    ratio 2, positional embedding before every block, no q/k/v bias.
+    ratio 2, positional embedding before every block, no q/k/v bias, attention
+    logits NOT divided by sqrt(D/h) (the original computes the scale but never
+    applies it), timm's ViT initialisation for the blocks' linear layers and
+    PyTorch's default for the patch convolution.
 
     Args:
         patch_size: P; image height and width must be multiples of P.
@@ -139,6 +153,13 @@ class ViT(keras.layers.Layer):
             docs/benchmarks.md). None (default): keep them when one block's
             weights take at most 128 MiB (the default model up to batch 64 per
             replica), recompute otherwise (bigger batches, patch 4).
+        scale_attention: divide the attention logits by sqrt(D / h) (the usual
+            transformer; gin/model/backbone/scaled_attention.gin). False: the
+            original study's unscaled logits.
+        init: initialisation scheme of the blocks' linear layers
+            (``osc_tf.layers.initializers``; ``"vit"``: N(0, 0.02²), zero biases).
+        patch_init: initialisation scheme of the patch convolution (``"torch"``:
+            U(±1/sqrt(3·P·P)) for kernel and bias, as the original).
 
     Call:
         images: ``[B, H, W, C]`` normalised float images; H, W static.
@@ -165,6 +186,9 @@ class ViT(keras.layers.Layer):
         output_norm: bool = False,
         seed: int | None = None,
         recompute_attention: bool | None = None,
+        scale_attention: bool = False,
+        init: str = "vit",
+        patch_init: str = "torch",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -184,10 +208,11 @@ class ViT(keras.layers.Layer):
         self.output_norm = output_norm
         self.seed = seed
         self.recompute_attention = recompute_attention
+        self.scale_attention = scale_attention
+        self.init = initializers.check(init, "ViT.init")
+        self.patch_init = initializers.check(patch_init, "ViT.patch_init")
         policy = self.dtype_policy
-        self.patch_embed = keras.layers.Conv2D(
-            embed_dim, patch_size, strides=patch_size, name="patch_embed", dtype=policy
-        )
+        self.patch_embed = None  # built in build(): its init needs the number of channels
         self.blocks = [
             TransformerBlock(
                 num_heads,
@@ -198,12 +223,14 @@ class ViT(keras.layers.Layer):
                 drop_path,
                 seed=_offset(seed, 10 * i),
                 recompute_attention=recompute_attention,
+                scale_attention=scale_attention,
+                init=init,
                 name=f"block_{i}",
                 dtype=policy,
             )
             for i in range(num_layers)
         ]
-        self.norm = LayerNorm(epsilon=LAYER_NORM_EPSILON, dtype=policy) if output_norm else None
+        self.norm = LayerNorm(dtype=policy) if output_norm else None
 
     def build(self, images_shape):
         height, width = images_shape[1], images_shape[2]
@@ -212,17 +239,29 @@ class ViT(keras.layers.Layer):
                 f"image size {height}x{width} must be static and divisible by P={self.patch_size}"
             )
         grid = (height // self.patch_size, width // self.patch_size)
+        kernel, bias = initializers.kernel_and_bias(
+            self.patch_init, self.patch_size**2 * images_shape[-1]
+        )
+        self.patch_embed = keras.layers.Conv2D(
+            self.embed_dim,
+            self.patch_size,
+            strides=self.patch_size,
+            kernel_initializer=kernel,
+            bias_initializer=bias,
+            name="patch_embed",
+            dtype=self.dtype_policy,
+        )
         self.patch_embed.build(images_shape)
         self.grid_size = grid
         self.pos_embed = self.add_weight(
             shape=(1, *grid, self.embed_dim),
-            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            initializer=initializers.token_table(),
             name="pos_embed",
         )
         if self.pooling == "cls":
             self.cls_token = self.add_weight(
                 shape=(1, 1, self.embed_dim),
-                initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+                initializer=initializers.token_table(),
                 name="cls_token",
             )
         num_tokens = grid[0] * grid[1] + (self.pooling == "cls")
@@ -281,5 +320,8 @@ class ViT(keras.layers.Layer):
             output_norm=self.output_norm,
             seed=self.seed,
             recompute_attention=self.recompute_attention,
+            scale_attention=self.scale_attention,
+            init=self.init,
+            patch_init=self.patch_init,
         )
         return config
