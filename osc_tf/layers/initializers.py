@@ -30,6 +30,9 @@ SCHEMES = ("torch", "vit")
 def kernel_and_bias(scheme: str, fan_in: int) -> tuple:
     """The ``(kernel_initializer, bias_initializer)`` of a layer with ``fan_in`` inputs.
 
+    New instances on every call: a Keras 3 initializer without a seed fixes one at
+    construction, so one instance given to two weights draws the same values twice.
+
     Args:
         scheme: ``"torch"``, ``"vit"`` or a Keras initializer name.
         fan_in: inputs per output unit (Dense: input width; Conv2D: kh·kw·C_in).

@@ -66,15 +66,16 @@ class GaussianQueries(keras.layers.Layer):
     ``log_sigma`` (reparameterisation). ``mu`` and ``log_sigma`` ``[C, D]``
     start uniform in ``±sqrt(6/D)``.
 
-    Randomness: in training, noise comes from a ``keras.random.SeedGenerator``
-    (a new draw every step); in inference it comes from the fixed integer
-    ``seed``, so the same batch gives the same queries on every call and
-    after saving and loading.
+    Randomness: ``mu`` and ``log_sigma`` are drawn from the run's seed
+    (``keras.utils.set_random_seed``, i.e. ``train.seed``), as the training noise
+    is, from a ``keras.random.SeedGenerator`` seeded by it (a new draw every
+    step); in inference the noise comes from the fixed integer ``seed``, so the
+    same batch gives the same queries on every call and after saving and loading.
 
     Args:
         num_slots: default K (a call may ask for another).
         num_components: C.
-        seed: integer seed of both the generator and the inference noise.
+        seed: integer seed of the inference noise.
 
     Call:
         tokens: ``[B, N, D]`` (only B and D are used).
@@ -90,18 +91,20 @@ class GaussianQueries(keras.layers.Layer):
         self.num_slots = num_slots
         self.num_components = num_components
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed_generator = keras.random.SeedGenerator()  # from the global (run) seed
 
     def build(self, tokens_shape):
         dim = tokens_shape[-1]
         bound = (6.0 / dim) ** 0.5
-        init = keras.initializers.RandomUniform(-bound, bound, seed=self.seed)
         shape = (self.num_components, dim)
+
+        def uniform():  # a new instance per weight: an unseeded one repeats its draw
+            return keras.initializers.RandomUniform(-bound, bound)
+
         # Read in float32 even under a mixed policy (no autocast): sampling runs in float32.
-        self.mu = self.add_weight(shape=shape, initializer=init, name="mu", autocast=False)
-        init_sigma = keras.initializers.RandomUniform(-bound, bound, seed=self.seed + 1)
+        self.mu = self.add_weight(shape=shape, initializer=uniform(), name="mu", autocast=False)
         self.log_sigma = self.add_weight(
-            shape=shape, initializer=init_sigma, name="log_sigma", autocast=False
+            shape=shape, initializer=uniform(), name="log_sigma", autocast=False
         )
 
     def call(self, tokens, num_slots=None, training=False):
@@ -151,7 +154,8 @@ class KMeansQueries(keras.layers.Layer):
         distance: ``"euclidean"`` or ``"cosine"``.
         max_iters: static bound on Lloyd iterations.
         tol: early-stop threshold on the largest centroid change.
-        seed: integer seed of the initial draws (inference, and k-means++).
+        seed: integer seed of the initial draws at inference (and of k-means++);
+            in training the random draws come from the run's seed (``train.seed``).
         init: ``"random"`` or ``"kmeans++"``.
 
     Call:
@@ -183,7 +187,7 @@ class KMeansQueries(keras.layers.Layer):
         self.tol = tol
         self.seed = seed
         self.init = init
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed_generator = keras.random.SeedGenerator()  # from the global (run) seed
 
     def call(self, tokens, num_slots=None, training=False):
         num_slots = self.num_slots if num_slots is None else num_slots

@@ -89,11 +89,12 @@ class SlotAttention(keras.layers.Layer):
         self.q_proj = dense("q", dim)
         # PyTorch's GRUCell draws all four tensors from U(±1/sqrt(D)) (fan-in D for both).
         kernel, bias = initializers.kernel_and_bias(self.init, dim)
+        recurrent, _ = initializers.kernel_and_bias(self.init, dim)  # its own draw
         self.gru = keras.layers.GRUCell(
             dim,
             reset_after=True,
             kernel_initializer=kernel,
-            recurrent_initializer=kernel,
+            recurrent_initializer=recurrent,
             bias_initializer=bias,
             name="gru",
             dtype=policy,
