@@ -7,3 +7,18 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
+
+
+def load_model(workdir: str, checkpoint: str | None = None):
+    """The ``ObjectCentricModel`` of a workdir, with the weights of a checkpoint.
+
+    For notebooks: ``model = osc_tf.load_model("runs/a")`` rebuilds the model from
+    ``runs/a/operative_config.gin`` and restores the newest checkpoint (or
+    ``checkpoint``: a prefix such as ``runs/a/checkpoints/ckpt-5000``). Works the
+    same for training runs and for the original's weights imported with
+    ``scripts/import_original.py``. ``osc_tf.workdir.load`` also returns the data,
+    seed and step. Parses the workdir's gin configuration (gin's global state).
+    """
+    from osc_tf.workdir import load  # TensorFlow is imported here, not by `import osc_tf`
+
+    return load(workdir, checkpoint)["model"]
