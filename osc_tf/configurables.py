@@ -15,7 +15,7 @@ import keras
 
 from osc_tf import losses, model, schedules, training
 from osc_tf.data import augment, pipelines
-from osc_tf.evaluation import figures, segmentation, vqa
+from osc_tf.evaluation import figures, run, segmentation, vqa
 from osc_tf.layers import decoders, heads, queries, slot_attention, vit
 
 _REGISTERED = (
@@ -49,7 +49,8 @@ _REGISTERED = (
     keras.optimizers.AdamW,
     keras.optimizers.Adam,
     keras.optimizers.SGD,
-    # evaluation (osc_tf.evaluation)
+    # evaluation (osc_tf.evaluation); gin/eval/original.gin is the original study's
+    # protocol. ``evaluate`` is registered below with only its protocol parameters.
     vqa.linear_probe,
     segmentation.SegmentationMetrics,
     figures.segmentation_figures,
@@ -57,3 +58,12 @@ _REGISTERED = (
 
 for _obj in _REGISTERED:
     gin.external_configurable(_obj, name=_obj.__name__)
+
+# ``evaluate.*`` names the protocol, picks the scored attention step and the headline
+# AP; its other parameters are set by the caller (``evaluate_run``), so binding them
+# would have no effect and is refused.
+gin.external_configurable(
+    run.evaluate,
+    name="evaluate",
+    allowlist=["num_figures", "protocol", "attention_step", "headline_ap"],
+)

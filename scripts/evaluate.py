@@ -3,18 +3,33 @@
     python scripts/evaluate.py --workdir runs/a
     python scripts/evaluate.py --workdir runs/a --checkpoint runs/a/checkpoints/ckpt-5000 \
         --split test --max_samples 2000
+    python scripts/evaluate.py --workdir runs/a --gin_file gin/eval/original.gin
 
-Rebuilds the model and the data from the workdir's operative_config.gin, restores
-the newest checkpoint (or --checkpoint) and evaluates it beside the same model at
-initialisation. Writes metrics.json, figures/ and TensorBoard events to the workdir.
+Rebuilds the model and the data from the workdir's operative_config.gin, then applies
+--gin_file files and --gin_param bindings in that order (later ones win; e.g.
+gin/eval/original.gin, the original study's evaluation protocol). Restores the newest
+checkpoint (or --checkpoint) and evaluates it beside the same model at initialisation.
+Writes metrics.json, figures/ and TensorBoard events to the workdir.
 """
 
 import argparse
 import json
+import os
 import sys
 
+from osc_tf import config
 from osc_tf import workdir as workdir_lib
-from osc_tf.evaluation.run import evaluate_run
+from osc_tf.evaluation.run import DEFAULT_PROTOCOL, evaluate_run
+
+
+def _include(path: str) -> str:
+    """A gin ``include`` of ``path`` (relative to the working directory or the repository)."""
+    for candidate in (path, os.path.join(config.REPO_ROOT, path)):
+        if os.path.isfile(candidate):
+            return f"include {os.path.abspath(candidate)!r}"
+    raise config.ConfigError(
+        f"gin file not found: {path!r} (looked in {os.getcwd()!r} and {config.REPO_ROOT!r})"
+    )
 
 
 def main(argv=None) -> int:
@@ -24,10 +39,22 @@ def main(argv=None) -> int:
     parser.add_argument("--split", default="test", help="split to evaluate on")
     parser.add_argument("--max_samples", type=int, help="evaluate on the first N images")
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--gin_param", action="append", default=[], help="extra gin binding")
+    parser.add_argument(
+        "--gin_file",
+        action="append",
+        default=[],
+        help="gin file applied after the workdir's configuration (repeatable)",
+    )
+    parser.add_argument(
+        "--gin_param", action="append", default=[], help="extra gin binding, applied last"
+    )
     args = parser.parse_args(argv)
 
-    run = workdir_lib.load(args.workdir, args.checkpoint, args.gin_param)
+    try:
+        bindings = [_include(path) for path in args.gin_file] + args.gin_param
+    except config.ConfigError as e:
+        parser.error(str(e))
+    run = workdir_lib.load(args.workdir, args.checkpoint, bindings)
     payload = evaluate_run(
         run["model"],
         run["data"],
@@ -40,7 +67,9 @@ def main(argv=None) -> int:
         checkpoint=run["checkpoint"],
     )
     print(json.dumps(payload, indent=2, sort_keys=True))
-    print(f"wrote {args.workdir}/metrics.json and {args.workdir}/figures/")
+    name = payload["protocol"]["name"]
+    figures = "figures/" if name == DEFAULT_PROTOCOL else f"figures/{name}/"
+    print(f"wrote {args.workdir}/metrics.json and {args.workdir}/{figures} (protocol {name!r})")
     return 0
 
 

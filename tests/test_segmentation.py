@@ -269,3 +269,161 @@ def test_graph_with_unknown_shapes_equals_eager():
     )
     for key in want:
         np.testing.assert_allclose(got[key], want[key], rtol=1e-6, err_msg=key)
+
+
+# ---------------------------------------------------------------- the original's protocol
+
+
+def test_nearest_upsampling_takes_pytorchs_source_patch():
+    attention = np.array([[[0.0, 1.0, 2.0, 3.0]]], np.float32)  # grid [[0, 1], [2, 3]]
+    up = upsample_attention(attention, 4, method="nearest").numpy()[0, 0]
+    np.testing.assert_array_equal(up, [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])
+    # S not a multiple of h: pixel i takes patch floor(i · h / S) (rows 0, 0, 1), where
+    # TensorFlow's half-pixel nearest would take rows 0, 1, 1.
+    up = upsample_attention(attention, 3, method="nearest").numpy()[0, 0]
+    np.testing.assert_array_equal(up, [[0, 0, 1], [0, 0, 1], [2, 2, 3]])
+    up = upsample_attention(attention, 5, method="nearest").numpy()[0, 0]
+    np.testing.assert_array_equal(up[:, 0], [0, 0, 0, 2, 2])
+    with pytest.raises(ValueError, match="upsampling must be one of"):
+        upsample_attention(attention, 4, method="bicubic")
+
+
+def _centre_patch_scene():
+    """A 3×3 patch grid on a 4×4 crop: slot 0 attends to the centre patch only, slot 1
+    to the rest; the one object is pixel (2, 2), the rest is background.
+
+    Nearest (rows 0, 0, 1, 2) maps the centre patch to pixel (2, 2) alone: IoU 1.
+    Bilinear spreads it over the 2×2 centre block (value 0.625² there, 0 elsewhere):
+    Otsu keeps the block, IoU 1/4, Dice 2/5.
+    """
+    centre = np.zeros((3, 3), np.float32)
+    centre[1, 1] = 1.0
+    attention = np.stack([centre.ravel(), 1.0 - centre.ravel()])[None]  # [1, 2, 9]
+    obj = np.zeros((4, 4), bool)
+    obj[2, 2] = True
+    masks = np.stack([~obj, obj])[None]  # [1, 2, 4, 4]
+    return attention, masks, np.array([[True, True]])
+
+
+def test_nearest_and_bilinear_upsampling_score_differently():
+    attention, masks, visibility = _centre_patch_scene()
+    near = segmentation_metrics(attention, masks, visibility, upsampling="nearest")
+    np.testing.assert_array_equal(near["binary_masks"][0, 0], masks[0, 1])
+    assert near["iou"].numpy()[0] == near["dice"].numpy()[0] == 1.0
+    bilinear = segmentation_metrics(attention, masks, visibility)  # the default
+    block = np.zeros((4, 4), bool)
+    block[1:3, 1:3] = True
+    np.testing.assert_array_equal(bilinear["binary_masks"][0, 0], block)
+    np.testing.assert_allclose(bilinear["soft_masks"][0, 0][1:3, 1:3], 0.625**2, rtol=1e-6)
+    np.testing.assert_allclose(bilinear["iou"], [1 / 4], rtol=1e-6)
+    np.testing.assert_allclose(bilinear["dice"], [2 / 5], rtol=1e-6)
+    metrics = SegmentationMetrics(upsampling="nearest")
+    metrics.update(attention, masks, visibility)
+    assert metrics.result()["iou"] == 1.0
+
+
+def test_visible_objects_without_pixels_count_as_zero():
+    attention, masks, visibility = _scene()
+    visibility = np.array([[True, True, True, True]])  # entity 3: visible, no pixel in the crop
+    default = segmentation_metrics(attention, masks, visibility)
+    np.testing.assert_array_equal(default["objects"][0], [False, True, True, False])
+    np.testing.assert_allclose(default["iou"], [(4 / 5 + 3 / 4) / 2], rtol=1e-6)
+    out = segmentation_metrics(attention, masks, visibility, objects="visible")
+    np.testing.assert_array_equal(out["objects"][0], [False, True, True, True])
+    np.testing.assert_allclose(out["object_iou"][0], [0, 4 / 5, 3 / 4, 0], rtol=1e-6)
+    np.testing.assert_allclose(out["iou"], [(4 / 5 + 3 / 4 + 0) / 3], rtol=1e-6)
+    np.testing.assert_allclose(out["dice"], [(8 / 9 + 6 / 7 + 0) / 3], rtol=1e-6)
+    np.testing.assert_allclose(out["mbo"], [(4 / 5 + 3 / 4 + 0) / 3], rtol=1e-6)
+    # An image whose only visible object has no pixel now counts, with IoU 0.
+    lonely = np.array([[True, False, False, True]])
+    out = segmentation_metrics(attention, masks, lonely, objects="visible")
+    assert out["has_objects"].numpy()[0] and out["iou"].numpy()[0] == 0.0
+    assert not segmentation_metrics(attention, masks, lonely)["has_objects"].numpy()[0]
+    with pytest.raises(ValueError, match="objects must be one of"):
+        segmentation_metrics(attention, masks, lonely, objects="all")
+
+
+def test_soft_dice_of_unnormalised_maps():
+    attention, masks, visibility = _scene()
+    attention = 0.5 * attention  # maps 0 / 0.5: Otsu and min-max normalisation are unchanged
+    out = segmentation_metrics(attention, masks, visibility)
+    np.testing.assert_allclose(out["soft_dice"], [(8 / 9 + 6 / 7) / 2], rtol=1e-6)
+    # As they are: object 1 (4 px) with slot A (5 px × 0.5, 4 shared): 2·2 / (4 + 2.5);
+    # object 2 (4 px) with slot B (3 px × 0.5, all shared): 2·1.5 / (4 + 1.5).
+    raw = segmentation_metrics(attention, masks, visibility, soft_dice_normalization="none")
+    np.testing.assert_allclose(raw["soft_dice"], [(8 / 13 + 6 / 11) / 2], rtol=1e-6)
+    np.testing.assert_allclose(raw["iou"], out["iou"], rtol=1e-6)
+    with pytest.raises(ValueError, match="soft_dice_normalization must be one of"):
+        SegmentationMetrics(soft_dice_normalization="sum")
+
+
+def test_background_slot_is_reported_for_figures():
+    attention, masks, visibility = _scene()
+    attention = attention[:, [0, 2]]  # slots A and C; the background takes C when matched
+    assert segmentation_metrics(attention, masks, visibility)["background_slot"].numpy() == [-1]
+    out = segmentation_metrics(attention, masks, visibility, match_background=True)
+    assert out["background_slot"].numpy() == [1]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"upsampling": "area"}, "upsampling"),
+        ({"objects": "crop"}, "objects"),
+        ({"soft_dice_normalization": None}, "soft_dice_normalization"),
+        ({"num_bins": 1}, "num_bins"),
+        ({"match_background": "yes"}, "match_background"),
+    ],
+)
+def test_segmentation_metrics_reject_bad_options(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SegmentationMetrics(**kwargs)
+
+
+def _original_scores(attention, masks, visibility, patch):
+    """The original study's test scoring restated in numpy (``run_test_segmentation``):
+    nearest upsampling, Otsu masks, IoU and soft Dice of the maps as they are over every
+    entity, background included, each matched by its own Hungarian assignment; per image
+    the mean over the visible entities after the background, then over images."""
+    b, k, n = attention.shape
+    h = int(np.sqrt(n))
+    maps = attention.reshape(b, k, h, h).repeat(patch, axis=2).repeat(patch, axis=3)
+    binary = np.stack([[_otsu_oracle(m) for m in per_image] for per_image in maps])
+    true = masks.reshape(b, masks.shape[1], 1, -1).astype(np.float64)
+    pred = binary.reshape(b, 1, k, -1).astype(np.float64)
+    soft = maps.reshape(b, 1, k, -1).astype(np.float64)
+    inter = (true * pred).sum(-1)
+    iou = inter / np.maximum(true.sum(-1) + pred.sum(-1) - inter, 1e-8)  # [B, T, K]
+    dice = 2 * (true * soft).sum(-1) / np.maximum(true.sum(-1) + soft.sum(-1), 1e-8)
+    means = {}
+    for name, score in (("iou", iou), ("soft_dice", dice)):
+        per_image = []
+        for i in range(b):
+            rows, cols = scipy.optimize.linear_sum_assignment(score[i], maximize=True)
+            value = score[i][rows, cols][np.argsort(rows)]  # [T]
+            per_image.append(value[visibility[i]][1:].mean())  # background visible first
+        means[name] = float(np.mean(per_image))
+    return means
+
+
+def test_original_options_reproduce_the_original_scoring():
+    rng = np.random.default_rng(5)
+    b, e, k, h, patch = 6, 5, 6, 4, 4
+    attention = tf.nn.softmax(rng.normal(size=(b, k, h * h)) * 3, axis=1).numpy()
+    masks = rng.random((b, e, h * patch, h * patch)) < 0.3  # overlapping, like resized masks
+    masks[:, 4] = False  # an entity without pixels ...
+    visibility = rng.random((b, e)) < 0.8
+    visibility[:, 0] = True  # (the background is visible in CLEVR)
+    visibility[:, 1] = visibility[:, 4] = True  # ... that is visible: it scores 0
+    metrics = SegmentationMetrics(
+        upsampling="nearest",
+        match_background=True,
+        objects="visible",
+        soft_dice_normalization="none",
+    )
+    metrics.update(attention, masks, visibility)
+    got = metrics.result()
+    want = _original_scores(attention, masks, visibility, patch)
+    assert got["iou"] == pytest.approx(want["iou"], rel=1e-5)
+    assert got["soft_dice"] == pytest.approx(want["soft_dice"], rel=1e-5)
+    assert got["num_objects"] == (visibility[:, 1:]).sum()

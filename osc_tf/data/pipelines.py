@@ -24,7 +24,15 @@ Test batches (finite, last batch may be short unless ``drop_remainder``):
                                        dataset says so, visible); entities
                                        0..num_background-1 are background (1 for
                                        CLEVR-like data, 4 for objects_room)
-    vqa          float32 [B, 96]       only for CLEVR-like data (``has_vqa``)
+    vqa          float32 [B, 96]       only for CLEVR-like data (``has_vqa``):
+                                       the visible non-background entities
+
+``test_mask_resize`` and ``test_visibility`` switch the masks and the visibility
+to the original study's test preprocessing (gin/eval/original.gin): masks resized
+bilinearly as 0/1 images and kept wherever the result is not zero (each entity
+grows by up to a pixel, so neighbouring masks overlap along their borders), and
+the dataset's own visibility of the full image (an object outside the centre
+crop is still visible; the VQA targets follow the same visibility).
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ from osc_tf.data import tfds_builder
 VQA_SHAPE = (2, 8, 2, 3)  # sizes, colours, materials, shapes
 VQA_DIM = 96
 _SPLITS = ("train", "validation", "test")
+TEST_MASK_RESIZE = ("nearest", "bilinear_nonzero")
+TEST_VISIBILITY = ("crop", "image")
 _ORDER_CYCLE = 16  # epoch e is visited in the order of epoch e mod 16
 
 
@@ -114,6 +124,14 @@ class MultiObjectData:
         shuffle_buffer: training shuffle buffer (examples).
         validation_seed: base of the fixed per-image validation seeds.
         build_synthetic: build the synthetic dataset when it is missing.
+        test_mask_resize: how test masks go to the crop size: ``"nearest"``, or
+            ``"bilinear_nonzero"`` (bilinear resize of the 0/1 masks, every
+            non-zero pixel kept: the original's test preprocessing).
+        test_visibility: which entities of a test image are visible (objects
+            to score, VQA answers): ``"crop"`` (present in the centre crop and,
+            where the dataset says so, visible) or ``"image"`` (the dataset's
+            visibility of the full image, the original's; for a dataset
+            without one, a pixel anywhere in the full image).
     """
 
     def __init__(
@@ -130,7 +148,15 @@ class MultiObjectData:
         shuffle_buffer: int = 10_000,
         validation_seed: int = 0,
         build_synthetic: bool = True,
+        test_mask_resize: str = "nearest",
+        test_visibility: str = "crop",
     ):
+        for name, value, choices in (
+            ("test_mask_resize", test_mask_resize, TEST_MASK_RESIZE),
+            ("test_visibility", test_visibility, TEST_VISIBILITY),
+        ):
+            if value not in choices:
+                raise ValueError(f"MultiObjectData.{name} must be one of {choices}, got {value!r}")
         self.dataset = dataset
         self.variant = variant
         self.data_dir = data_dir
@@ -143,6 +169,8 @@ class MultiObjectData:
         self.shuffle_buffer = shuffle_buffer
         self.validation_seed = validation_seed
         self.build_synthetic = build_synthetic
+        self.test_mask_resize = test_mask_resize
+        self.test_visibility = test_visibility
         height, width = image_size if image_size else (None, None)
         self.builder = tfds_builder.builder(
             dataset,
@@ -350,10 +378,19 @@ class MultiObjectData:
         example = tfds_builder.official(example, self.num_entities)
         s = self.crop_size
         crop = _centre_crop(_rgb(example["image"])[None], s)[0]  # [S, S, 3]
-        masks = _centre_crop(example["mask"], s, method="nearest")[..., 0] > 127  # [E, S, S]
-        visibility = tf.reduce_any(masks, axis=[1, 2])  # [E]
-        if "visibility" in example:
-            visibility &= tf.cast(example["visibility"], tf.bool)
+        full_masks = example["mask"]  # uint8 [E, H, W, 1], 0/255
+        if self.test_mask_resize == "nearest":
+            masks = _centre_crop(full_masks, s, method="nearest")[..., 0] > 127  # [E, S, S]
+        else:  # "bilinear_nonzero": any weight on a mask pixel keeps the pixel
+            masks = _centre_crop(full_masks, s, method="bilinear")[..., 0] > 0  # [E, S, S]
+        if self.test_visibility == "crop":
+            visibility = tf.reduce_any(masks, axis=[1, 2])  # [E]
+            if "visibility" in example:
+                visibility &= tf.cast(example["visibility"], tf.bool)
+        elif "visibility" in example:  # "image": the dataset's own flags
+            visibility = tf.cast(example["visibility"], tf.bool)  # [E]
+        else:
+            visibility = tf.reduce_any(full_masks > 127, axis=[1, 2, 3])  # [E]
         out = {
             "image": augment_lib.normalize(crop / 255.0),
             "image_uint8": tf.cast(tf.round(tf.clip_by_value(crop, 0.0, 255.0)), tf.uint8),

@@ -41,11 +41,14 @@ def segmentation_figure(
     objects: np.ndarray,
     slot: np.ndarray,
     object_iou: np.ndarray,
+    background_slot: int = -1,
+    attention_label: str = "attention",
 ) -> bytes:
     """One image's grid: rows image / attention / Otsu mask / overlay / ground truth.
 
     Columns are the objects (entity order), each with its matched slot, then the
-    slots matched to no object; the ground-truth row names object, slot and IoU.
+    slots matched to no object (the background's slot, if it was matched, is
+    labelled so); the ground-truth row names object, slot and IoU.
 
     Args:
         image: [S, S, 3] in [0, 1].
@@ -55,6 +58,8 @@ def segmentation_figure(
         objects: bool [E] which entities are objects of this image.
         slot: int [E] matched slot of each object, -1 for none.
         object_iou: [E] IoU of each object with its slot.
+        background_slot: the background's matched slot, -1 for none.
+        attention_label: name of the attention row (e.g. which step it is).
 
     Returns:
         PNG bytes, ``CELL_INCHES · DPI`` pixels per panel.
@@ -74,7 +79,7 @@ def segmentation_figure(
     axes[0, 0].imshow(image)
     mean_iou = object_iou[entities].mean() if len(entities) else float("nan")
     axes[0, 0].set_title(f"mean IoU {mean_iou:.2f}", fontsize=8)
-    for row, name in enumerate(_ROWS[1:], start=1):
+    for row, name in enumerate((attention_label, *_ROWS[2:]), start=1):
         axes[row, 0].set_ylabel(name, fontsize=8)
     for col, (entity, k) in enumerate(columns):
         if k >= 0:
@@ -83,7 +88,8 @@ def segmentation_figure(
             overlay = np.where(binary_masks[k][..., None], image, 0.3 * image)
             axes[3, col].imshow(overlay, interpolation="nearest")
         if entity is None:
-            axes[4, col].set_xlabel(f"slot {k}\nunmatched", fontsize=7)
+            what = "background" if k == background_slot else "unmatched"
+            axes[4, col].set_xlabel(f"slot {k}\n{what}", fontsize=7)
             continue
         axes[4, col].imshow(masks[entity], cmap="gray", vmin=0, vmax=1)
         label = f"slot {k}" if k >= 0 else "no slot"
@@ -97,9 +103,10 @@ def segmentation_figures(
     images: np.ndarray,
     masks: np.ndarray,
     details: dict,
-    num_images: int = 8,
+    num_images: int = 4,
     mean: tuple = IMAGENET_MEAN,
     std: tuple = IMAGENET_STD,
+    attention_label: str = "attention",
 ) -> list[bytes]:
     """Grids for the first ``num_images`` images of a batch.
 
@@ -110,6 +117,7 @@ def segmentation_figures(
             ``segmentation_metrics``) returned for this batch.
         num_images: how many images (at most B).
         mean, std: the normalisation to undo.
+        attention_label: name of the attention row.
 
     Returns:
         A list of PNG bytes, one per image.
@@ -119,6 +127,7 @@ def segmentation_figures(
         for k in ("soft_masks", "binary_masks", "objects", "slot", "object_iou")
     }
     pixels = denormalize(np.asarray(images)[:num_images], mean, std)
+    background = np.asarray(details.get("background_slot", np.full(len(pixels), -1)))
     return [
         segmentation_figure(
             pixels[b],
@@ -128,6 +137,8 @@ def segmentation_figures(
             view["objects"][b],
             view["slot"][b],
             view["object_iou"][b],
+            background_slot=int(background[b]),
+            attention_label=attention_label,
         )
         for b in range(len(pixels))
     ]

@@ -6,20 +6,33 @@ batches and returns plain floats. Letters: B batch, K slots, N = h·w patch
 tokens, E ground-truth entities (entity 0 is the background), S crop side,
 P = S·S pixels.
 
-Definitions (see also README "Evaluation metrics"):
+Definitions (see also README "Evaluation metrics"); the defaults first, then
+the alternatives that reproduce the original study's protocol (gin/eval/original.gin):
 
 - Slot maps: ``attention [B,K,N]`` reshaped to the ``h×w`` patch grid and
-  upsampled bilinearly (half-pixel centres) to ``[B,K,S,S]``.
+  upsampled bilinearly (half-pixel centres) to ``[B,K,S,S]``; with
+  ``upsampling="nearest"`` each pixel takes the value of patch
+  ``floor(i · h / S)`` (PyTorch's ``interpolate(mode="nearest")``; plain
+  replication when S is a multiple of h).
 - Objects of an image: entities ``e >= 1`` with ``visibility[b, e]`` and at
   least one pixel in ``masks[b, e]`` (an entity cropped out of the view is not
-  an object of that view).
+  an object of that view); with ``objects="visible"`` every visible entity
+  ``e >= 1``, so a visible object without a pixel in the crop is an object
+  that scores 0.
 - IoU / Dice: each slot map is binarised with Otsu's threshold (its own
   256-bin histogram); the binary slot masks are matched one-to-one to the
   objects by an exact Hungarian matching that maximises the total IoU; an
   object's IoU and Dice are those of its matched slot, 0 if it has none
   (fewer slots than objects). Per image the mean over its objects, then the
-  mean over images. Soft Dice (the original code's Dice) uses the min-max
-  normalised soft maps, ``2·Σ m·g / (Σ m + Σ g)``, with its own matching.
+  mean over images. Soft Dice uses the min-max normalised soft maps,
+  ``2·Σ m·g / (Σ m + Σ g)``, with its own matching; with
+  ``soft_dice_normalization="none"`` it uses the upsampled maps as they are,
+  which is the original code's Dice.
+- ``match_background``: the background also takes part in the matchings (it
+  may take a slot from an object) but never enters a mean.
+- Ground-truth masks that overlap (the original's bilinear mask resize, see
+  ``MultiObjectData.test_mask_resize``) are scored as given: IoU / Dice / mBO
+  per entity; ARI and FG-ARI count a pixel of two entities once for each.
 - mBO: predicted masks are the argmax partition (each pixel to the slot with
   the largest upsampled map); an object's best overlap is its largest IoU with
   any of these masks; mean per image, then over images.
@@ -39,17 +52,32 @@ import tensorflow as tf
 
 from osc_tf.matching import linear_sum_assignment
 
+UPSAMPLING = ("bilinear", "nearest")
+OBJECTS = ("with_pixels", "visible")
+SOFT_DICE_NORMALIZATION = ("minmax", "none")
 
-def upsample_attention(attention: tf.Tensor, size: int) -> tf.Tensor:
-    """Reshapes slot attention to its square patch grid and upsamples it bilinearly.
+
+def _check_choice(name: str, value, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def upsample_attention(attention: tf.Tensor, size: int, method: str = "bilinear") -> tf.Tensor:
+    """Reshapes slot attention to its square patch grid and upsamples it to the crop.
 
     Args:
         attention: [B, K, N] with N = h·h patch tokens in row-major order.
         size: crop side S of the output.
+        method: ``"bilinear"`` (half-pixel centres, like ``align_corners=False``)
+            or ``"nearest"``: pixel i takes patch ``min(floor(i · (h / S)), h - 1)``
+            with the ratio in float32, as PyTorch's ``interpolate(mode="nearest")``
+            (the original's evaluation); for S a multiple of h every patch
+            becomes an (S/h)² block.
 
     Returns:
-        float32 [B, K, S, S] (half-pixel centres, like ``align_corners=False``).
+        float32 [B, K, S, S].
     """
+    _check_choice("upsampling", method, UPSAMPLING)
     attention = tf.cast(attention, tf.float32)
     num_tokens = attention.shape[-1]
     if num_tokens is not None:
@@ -60,6 +88,11 @@ def upsample_attention(attention: tf.Tensor, size: int) -> tf.Tensor:
         side = tf.cast(tf.round(tf.sqrt(tf.cast(tf.shape(attention)[-1], tf.float32))), tf.int32)
     batch, slots = tf.shape(attention)[0], tf.shape(attention)[1]
     grid = tf.reshape(attention, [batch, slots, side, side])  # [B, K, h, h]
+    if method == "nearest":
+        ratio = tf.cast(side, tf.float32) / tf.cast(size, tf.float32)  # float32, as PyTorch
+        rows = tf.cast(tf.floor(tf.cast(tf.range(size), tf.float32) * ratio), tf.int32)
+        rows = tf.minimum(rows, side - 1)  # [S]
+        return tf.gather(tf.gather(grid, rows, axis=2), rows, axis=3)  # [B, K, S, S]
     grid = tf.transpose(grid, [0, 2, 3, 1])  # [B, h, h, K]
     up = tf.image.resize(grid, [size, size], method="bilinear")  # [B, S, S, K]
     return tf.transpose(up, [0, 3, 1, 2])  # [B, K, S, S]
@@ -213,6 +246,9 @@ def segmentation_metrics(
     visibility: tf.Tensor,
     num_bins: int = 256,
     match_background: bool = False,
+    upsampling: str = "bilinear",
+    objects: str = "with_pixels",
+    soft_dice_normalization: str = "minmax",
 ) -> dict[str, tf.Tensor]:
     """Per-image object-discovery metrics of one batch (definitions in the module docstring).
 
@@ -223,19 +259,29 @@ def segmentation_metrics(
         num_bins: Otsu histogram bins.
         match_background: also give the background a slot in the Hungarian
             matching (the original code's matching); it never enters the means.
+        upsampling: ``"bilinear"`` or ``"nearest"`` (the original's), see
+            ``upsample_attention``.
+        objects: ``"with_pixels"`` (visible entities with a pixel in ``masks``)
+            or ``"visible"`` (every visible entity, the original's: one without
+            a pixel scores 0).
+        soft_dice_normalization: ``"minmax"`` (each soft map scaled to [0, 1])
+            or ``"none"`` (the upsampled attention as it is, the original's).
 
     Returns:
         A dict of tensors. Per image [B]: ``iou``, ``dice``, ``soft_dice``,
         ``mbo`` (float32), ``fg_ari``, ``ari`` (float64), ``has_objects``,
         ``has_foreground`` (bool). Per entity [B, E]: ``objects`` (bool),
         ``slot`` (int32 matched slot, -1 none), ``object_iou``, ``object_dice``,
-        ``object_soft_dice``, ``best_overlap``. Maps: ``soft_masks`` [B,K,S,S]
-        (upsampled attention), ``binary_masks`` bool [B,K,S,S] (Otsu),
-        ``partition`` int32 [B,S,S] (argmax slot).
+        ``object_soft_dice``, ``best_overlap``. Per image ``background_slot``
+        (int32 [B], the background's slot with ``match_background``, else -1).
+        Maps: ``soft_masks`` [B,K,S,S] (upsampled attention), ``binary_masks``
+        bool [B,K,S,S] (Otsu), ``partition`` int32 [B,S,S] (argmax slot).
     """
+    _check_choice("objects", objects, OBJECTS)
+    _check_choice("soft_dice_normalization", soft_dice_normalization, SOFT_DICE_NORMALIZATION)
     masks = tf.convert_to_tensor(masks)
     size = masks.shape[-1] if masks.shape[-1] is not None else tf.shape(masks)[-1]
-    soft = upsample_attention(attention, size)  # [B, K, S, S]
+    soft = upsample_attention(attention, size, upsampling)  # [B, K, S, S]
     binary = otsu_masks(soft, num_bins)  # [B, K, S, S]
     batch, slots = tf.shape(soft)[0], tf.shape(soft)[1]
     entities = tf.shape(masks)[1]
@@ -244,19 +290,23 @@ def segmentation_metrics(
     flat_binary = tf.reshape(binary, [batch, slots, -1])  # [B, K, P]
 
     not_background = tf.range(entities)[None, :] > 0  # [1, E]
-    objects = tf.cast(visibility, tf.bool) & not_background & (tf.reduce_sum(true, -1) > 0)
-    to_match = objects | (~not_background & match_background)  # [B, E]
+    is_object = tf.cast(visibility, tf.bool) & not_background  # [B, E]
+    if objects == "with_pixels":
+        is_object &= tf.reduce_sum(true, -1) > 0
+    background = ~not_background & match_background  # [1, E]
+    to_match = is_object | background  # [B, E]
 
     iou_all = pairwise_iou(true, flat_binary)  # [B, E, K]
     slot = match_objects(iou_all, to_match)  # [B, E]
     object_iou = _matched(iou_all, slot)
     object_dice = _matched(pairwise_dice(true, flat_binary), slot)
 
-    lo = tf.reduce_min(flat_soft, -1, keepdims=True)
-    normalised = tf.math.divide_no_nan(
-        flat_soft - lo, tf.reduce_max(flat_soft, -1, keepdims=True) - lo
-    )
-    soft_dice_all = pairwise_dice(true, normalised)  # [B, E, K]
+    if soft_dice_normalization == "minmax":
+        lo = tf.reduce_min(flat_soft, -1, keepdims=True)
+        flat_soft = tf.math.divide_no_nan(
+            flat_soft - lo, tf.reduce_max(flat_soft, -1, keepdims=True) - lo
+        )
+    soft_dice_all = pairwise_dice(true, flat_soft)  # [B, E, K]
     object_soft_dice = _matched(soft_dice_all, match_objects(soft_dice_all, to_match))
 
     partition = tf.argmax(soft, axis=1, output_type=tf.int32)  # [B, S, S]
@@ -267,20 +317,21 @@ def segmentation_metrics(
 
     foreground = true * tf.cast(not_background, tf.float32)[:, :, None]  # [B, E, P]
     return {
-        "iou": _mean_over(object_iou, objects),
-        "dice": _mean_over(object_dice, objects),
-        "soft_dice": _mean_over(object_soft_dice, objects),
-        "mbo": _mean_over(best_overlap, objects),
+        "iou": _mean_over(object_iou, is_object),
+        "dice": _mean_over(object_dice, is_object),
+        "soft_dice": _mean_over(object_soft_dice, is_object),
+        "mbo": _mean_over(best_overlap, is_object),
         "fg_ari": adjusted_rand_index(foreground, one_hot),
         "ari": adjusted_rand_index(true, one_hot),
-        "has_objects": tf.reduce_any(objects, axis=1),
+        "has_objects": tf.reduce_any(is_object, axis=1),
         "has_foreground": tf.reduce_sum(foreground, axis=[1, 2]) > 0,
-        "objects": objects,
-        "slot": tf.where(objects, slot, -1),
-        "object_iou": object_iou * tf.cast(objects, tf.float32),
-        "object_dice": object_dice * tf.cast(objects, tf.float32),
-        "object_soft_dice": object_soft_dice * tf.cast(objects, tf.float32),
-        "best_overlap": best_overlap * tf.cast(objects, tf.float32),
+        "objects": is_object,
+        "slot": tf.where(is_object, slot, -1),
+        "background_slot": tf.where(to_match[:, 0], slot[:, 0], -1),
+        "object_iou": object_iou * tf.cast(is_object, tf.float32),
+        "object_dice": object_dice * tf.cast(is_object, tf.float32),
+        "object_soft_dice": object_soft_dice * tf.cast(is_object, tf.float32),
+        "best_overlap": best_overlap * tf.cast(is_object, tf.float32),
         "soft_masks": soft,
         "binary_masks": binary,
         "partition": partition,
@@ -311,12 +362,43 @@ class SegmentationMetrics:
         num_bins: Otsu histogram bins.
         match_background: give the background a slot in the matching (see
             ``segmentation_metrics``).
+        upsampling: ``"bilinear"`` or ``"nearest"`` (the original's).
+        objects: ``"with_pixels"`` or ``"visible"`` (the original's: a visible
+            object without a pixel in the crop scores 0).
+        soft_dice_normalization: ``"minmax"`` or ``"none"`` (the original's).
     """
 
-    def __init__(self, num_bins: int = 256, match_background: bool = False):
+    def __init__(
+        self,
+        num_bins: int = 256,
+        match_background: bool = False,
+        upsampling: str = "bilinear",
+        objects: str = "with_pixels",
+        soft_dice_normalization: str = "minmax",
+    ):
+        _check_choice("upsampling", upsampling, UPSAMPLING)
+        _check_choice("objects", objects, OBJECTS)
+        _check_choice("soft_dice_normalization", soft_dice_normalization, SOFT_DICE_NORMALIZATION)
+        if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
+            raise ValueError(f"num_bins must be an integer >= 2, got {num_bins!r}")
+        if not isinstance(match_background, bool):
+            raise ValueError(f"match_background must be True or False, got {match_background!r}")
         self.num_bins = num_bins
         self.match_background = match_background
+        self.upsampling = upsampling
+        self.objects = objects
+        self.soft_dice_normalization = soft_dice_normalization
         self.reset()
+
+    def settings(self) -> dict:
+        """The options that define the metrics (recorded in ``metrics.json``)."""
+        return {
+            "num_bins": self.num_bins,
+            "match_background": self.match_background,
+            "upsampling": self.upsampling,
+            "objects": self.objects,
+            "soft_dice_normalization": self.soft_dice_normalization,
+        }
 
     def reset(self) -> None:
         self._sums = dict.fromkeys(_MEANS, 0.0)
@@ -336,6 +418,9 @@ class SegmentationMetrics:
             tf.cast(visibility, tf.bool),
             num_bins=self.num_bins,
             match_background=self.match_background,
+            upsampling=self.upsampling,
+            objects=self.objects,
+            soft_dice_normalization=self.soft_dice_normalization,
         )
         flags = {k: out[k].numpy() for k in ("has_objects", "has_foreground")}
         for name, (key, flag) in _MEANS.items():

@@ -259,3 +259,107 @@ def test_deepmind_grayscale_dataset_through_the_pipelines(tmp_path):
         gray = original["image"][..., 0].astype(np.float32)
         resized = tf.image.resize(gray[..., None], [32, 32]).numpy()[..., 0]
         np.testing.assert_allclose(test["image_uint8"][k].numpy()[..., 1], resized, atol=0.51)
+
+
+# ---------------------------------------------------------------- the original's test options
+
+
+def _hand_example(with_visibility=True):
+    """A 4×6 scene (centre square: columns 1-4) for 3×3 crops, E = 11.
+
+    Entity 1 is column 0 (outside the crop), entity 2 pixel (2, 3) and entity 3
+    pixel (1, 2), i.e. crop pixels (2, 2) and (1, 1); entity 4 is flagged visible
+    but has no pixel; the background is the rest. Downsizing 4 -> 3 (half-pixel
+    centres 0.17, 1.5, 2.83), nearest reads source rows 0, 2, 3 and bilinear blends
+    rows {0, 1}, {1, 2}, {2, 3}: nearest keeps entity 2 at (1, 1) and loses entity
+    3; bilinear keeps every output pixel any of whose sources is set.
+    """
+    labels = np.zeros((4, 6), np.int64)
+    labels[:, 0] = 1
+    labels[2, 3], labels[1, 2] = 2, 3
+    stack = (labels[None] == np.arange(11)[:, None, None]).astype(np.uint8)[..., None] * 255
+    present = np.array([0, 1, 1, 1, 1] + [0] * 6)  # entities 1..4 have attributes
+    example = {
+        "image": tf.zeros((4, 6, 3), tf.uint8),
+        "segmentation": tf.zeros((4, 6, 1), tf.uint8),
+        "mask_stack": tf.constant(stack),  # [E, 4, 6, 1]
+        # (size, colour, material, shape) = (1, e, 1, 1) for entity e in 1..4
+        "size": tf.constant(present),
+        "color": tf.constant(present * np.arange(11)),
+        "material": tf.constant(present),
+        "shape": tf.constant(present),
+    }
+    if with_visibility:
+        example["visibility"] = tf.constant([1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0], tf.float32)
+    return example
+
+
+def _answers(entities):
+    """VQA targets of objects (1, e, 1, 1): index ((0·8 + e−1)·2 + 0)·3 + 0."""
+    vqa = np.zeros(96, np.float32)
+    vqa[[(e - 1) * 6 for e in entities]] = 1
+    return vqa
+
+
+def _options(tiny_data, **kwargs):
+    return pipelines.MultiObjectData(
+        data_dir=tiny_data.data_dir, num_examples=40, image_size=(48, 64), crop_size=3, **kwargs
+    )
+
+
+def test_original_mask_resize_keeps_every_pixel_a_mask_reaches(tiny_data):
+    one = np.zeros((3, 3), bool)
+    one[1, 1] = True
+    block, corner = np.zeros((3, 3), bool), np.zeros((3, 3), bool)
+    block[1:, 1:] = corner[:2, :2] = True
+    near = _options(tiny_data).test_example(_hand_example())
+    np.testing.assert_array_equal(near["masks"][2], one)
+    assert not near["masks"][3].numpy().any() and not near["masks"][1].numpy().any()
+    np.testing.assert_array_equal(near["masks"][0], ~one)
+    np.testing.assert_array_equal(near["visibility"][:5], [True, False, True, False, False])
+    np.testing.assert_array_equal(near["vqa"], _answers([2]))
+    original = _options(tiny_data, test_mask_resize="bilinear_nonzero")
+    out = original.test_example(_hand_example())
+    np.testing.assert_array_equal(out["masks"][2], block)
+    np.testing.assert_array_equal(out["masks"][3], corner)
+    assert out["masks"][0].numpy().all()  # the background overlaps both objects
+    np.testing.assert_array_equal(out["visibility"][:5], [True, False, True, True, False])
+    np.testing.assert_array_equal(out["vqa"], _answers([2, 3]))
+    np.testing.assert_array_equal(out["image"], near["image"])
+
+
+def test_full_image_visibility_keeps_objects_outside_the_crop(tiny_data):
+    data = _options(tiny_data, test_visibility="image")
+    out = data.test_example(_hand_example())
+    # The dataset's flags: entities 0-4, whether in the crop (2), not (1) or without pixels (4).
+    np.testing.assert_array_equal(out["visibility"], [True] * 5 + [False] * 6)
+    np.testing.assert_array_equal(out["vqa"], _answers([1, 2, 3, 4]))
+    assert not out["masks"][1].numpy().any()  # still no pixel in the crop
+    # Without flags: a pixel anywhere in the full image.
+    bare = data.test_example(_hand_example(with_visibility=False))
+    np.testing.assert_array_equal(bare["visibility"], [True] * 4 + [False] * 7)
+    np.testing.assert_array_equal(bare["vqa"], _answers([1, 2, 3]))
+
+
+def test_full_image_visibility_on_the_tiny_dataset_is_the_scene_flags(tiny_data, tiny):
+    data = pipelines.MultiObjectData(
+        data_dir=tiny_data.data_dir,
+        num_examples=tiny.num_examples,
+        image_size=(tiny.height, tiny.width),
+        crop_size=tiny.crop_size,
+        test_visibility="image",
+    )
+    out = next(iter(data.test(batch_size=6)))
+    config = synthetic.SceneConfig(tiny.height, tiny.width)
+    for k in range(6):
+        scene = synthetic.scene(34 + k, tiny.seed, config)
+        np.testing.assert_array_equal(out["visibility"][k], scene["visibility"] > 0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"test_visibility": "full"}, "test_visibility"), ({"test_mask_resize": "area"}, "mask")],
+)
+def test_test_options_reject_bad_values(tiny_data, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _options(tiny_data, **kwargs)
