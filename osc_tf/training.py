@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from osc_tf import config, distribute
 from osc_tf.data.pipelines import denormalize
-from osc_tf.evaluation.run import evaluate_run
+from osc_tf.evaluation.run import check_configured_protocol, evaluate_run
 from osc_tf.export import export_model
 from osc_tf.run_state import Checkpoints, Console, PreemptionFlag, write_run_info
 from osc_tf.schedules import WarmupDecay
@@ -96,6 +96,8 @@ def train(
             raise ValueError(f"train.{name} must be a positive integer, got {value!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
+    if evaluate:
+        check_configured_protocol()  # a bad evaluation setting fails now, not after training
     strat = distribute.select_strategy(strategy)
     chief = distribute.is_chief(strat)
     keras.mixed_precision.set_global_policy(precision)

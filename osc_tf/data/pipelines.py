@@ -121,7 +121,8 @@ class MultiObjectData:
             (None: 10,000) or the first N native records (None: all).
         image_size: synthetic scenes' (H, W) (None: 120x160).
         synthetic_seed: seed of the synthetic scene stream.
-        shuffle_buffer: training shuffle buffer (examples).
+        shuffle_buffer: training shuffle buffer (examples); None: 10 global batches,
+            the original's ``min(10, batches per epoch) · batch size``.
         validation_seed: base of the fixed per-image validation seeds.
         build_synthetic: build the synthetic dataset when it is missing.
         test_mask_resize: how test masks go to the crop size: ``"nearest"``, or
@@ -145,7 +146,7 @@ class MultiObjectData:
         num_examples: int | None = None,
         image_size: tuple[int, int] | None = None,
         synthetic_seed: int = 0,
-        shuffle_buffer: int = 10_000,
+        shuffle_buffer: int | None = None,
         validation_seed: int = 0,
         build_synthetic: bool = True,
         test_mask_resize: str = "nearest",
@@ -300,7 +301,7 @@ class MultiObjectData:
         num = int(records.cardinality())
         if num < 1:
             raise ValueError(f"the train split of {self.builder.builder_config.name} is empty")
-        buffer = min(self.shuffle_buffer, num)
+        buffer = min(self.shuffle_buffer or 10 * batch_size, num)
         first_epoch, offset = divmod(start_step * batch_size, num)
 
         def order(e: int) -> tf.data.Dataset:
