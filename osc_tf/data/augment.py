@@ -278,39 +278,35 @@ def adjust_saturation(x: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
 def adjust_hue(x: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
     """``tf.image.adjust_hue``'s CPU kernel with one delta (turns) per image.
 
-    Each pixel keeps its smallest and largest channel; the hue, measured in sixths
-    of a turn as the position of the middle channel between them, turns by
-    ``delta``. Defined for any real values (the HSV round trip of
-    ``tf.image.rgb_to_hsv`` is not, for values outside [0, 1]). x [N, S, S, 3], delta [N].
+    Each pixel keeps its smallest and largest channel, and its hue (in sixths of a
+    turn, from where the middle channel lies between them) turns by ``delta``; this
+    is defined for any real values, unlike an HSV round trip through
+    ``tf.image.rgb_to_hsv`` (which XLA's ``adjust_hue`` does) for values outside
+    [0, 1]. Elementwise only, so XLA fuses it into one pass. x [N, S, S, 3], delta [N].
     """
     r, g, b = tf.unstack(x, axis=-1)
-    # Sextant of the colour wheel and its (max, mid, min) channels, with the kernel's
-    # tie-breaking: sextants 0..5 are r>g>b, g>r>b, g>b>r, b>g>r, b>r>g, r>b>g.
-    r_lt_g = r < g
-    sextant = tf.where(
-        r_lt_g,
-        tf.where(b < r, 1, tf.where(b > g, 3, 2)),
-        tf.where(b < g, 0, tf.where(b > r, 4, 5)),
-    )
-    v_max = tf.where(r_lt_g, tf.where(b > g, b, g), tf.where(b > r, b, r))
-    v_min = tf.where(r_lt_g, tf.where(b < r, b, r), tf.where(b < g, b, g))
-    v_mid = tf.gather(tf.stack([g, r, b, g, r, b], axis=-1), sextant, batch_dims=3)
-    span = v_max - v_min
-    ratio = tf.math.divide_no_nan(v_mid - v_min, span)
-    even = tf.equal(sextant % 2, 0)
-    hue = tf.cast(sextant, tf.float32) + tf.where(even, ratio, 1.0 - ratio)
-    hue = tf.where(tf.equal(span, 0.0), 0.0, hue)  # grey: hue 0
+    high = tf.maximum(tf.maximum(r, g), b)
+    low = tf.minimum(tf.minimum(r, g), b)
+    span = high - low
+    hue = tf.where(
+        tf.equal(high, r),
+        tf.math.divide_no_nan(g - b, span),
+        tf.where(
+            tf.equal(high, g),
+            tf.math.divide_no_nan(b - r, span) + 2.0,
+            tf.math.divide_no_nan(r - g, span) + 4.0,
+        ),
+    )  # in [-1, 5]
     hue = hue + (delta * 6.0)[:, None, None]
     hue = tf.where(hue < 0.0, hue + 6.0, hue)
-    hue = tf.where(hue >= 6.0, hue - 6.0, hue)
-    sextant = tf.cast(hue, tf.int32)  # truncation, hue >= 0
-    ratio = hue - tf.cast(sextant, tf.float32)
-    ratio = tf.where(tf.equal(sextant % 2, 0), ratio, 1.0 - ratio)
-    v_mid = v_min + ratio * span
-    # Channel order per sextant: which of (max, mid, min) goes to r, g, b.
-    order = tf.constant([[0, 1, 2], [1, 0, 2], [2, 0, 1], [2, 1, 0], [1, 2, 0], [0, 2, 1]])
-    levels = tf.stack([v_max, v_mid, v_min], axis=-1)  # [N, S, S, 3]
-    return tf.gather(levels, tf.gather(order, sextant), batch_dims=3)
+    hue = tf.where(hue >= 6.0, hue - 6.0, hue)  # [0, 6)
+
+    def channel(offset):  # max, min or in between by the channel's position on the wheel
+        k = hue + offset
+        k = tf.where(k >= 6.0, k - 6.0, k)
+        return high - span * tf.clip_by_value(tf.minimum(k, 4.0 - k), 0.0, 1.0)
+
+    return tf.stack([channel(5.0), channel(3.0), channel(1.0)], axis=-1)
 
 
 def _colour(x, brightness, saturation, hue) -> tf.Tensor:
