@@ -4,13 +4,13 @@ Written out (rather than ``keras.layers.MultiHeadAttention``) so that the
 logits and the softmax are always computed in float32 under a mixed-precision
 policy, queries and context may have different widths, the per-head attention
 weights come back for the object decoders that need them, and callers that do not
-(the ViT blocks) get the chunked kernel of ``osc_tf.layers.fused`` instead.
+(the ViT blocks) get the chunked kernel of ``osc_tf.layers.cpu_kernels`` instead.
 """
 
 import keras
 from keras import ops
 
-from osc_tf.layers import fused, initializers
+from osc_tf.layers import cpu_kernels, initializers
 
 # Auto policy of ``recompute_weights``: keep a call's attention weights for the backward
 # pass up to this size (the default model's [128·4, 256, 256] float32 = 128 MiB is kept;
@@ -37,7 +37,7 @@ class MultiHeadAttention(keras.layers.Layer):
         scale: divide the logits by sqrt(D / h).
         init: initialisation scheme of the projections (``osc_tf.layers.initializers``).
         recompute_weights: with ``need_weights=False`` in training, whether the
-            backward pass recomputes the attention weights (``fused.attention``:
+            backward pass recomputes the attention weights (``cpu_kernels.attention``:
             less memory, a slower step) rather than keeping them. None: keep them
             when one call's weights take at most ``KEEP_WEIGHTS_BYTES`` (static
             shapes; unknown batch: keep). Outside training nothing is kept.
@@ -48,7 +48,7 @@ class MultiHeadAttention(keras.layers.Layer):
         training: Python bool.
         need_weights: return the attention weights. With False (and no attention
             dropout in training) they are never materialised as a whole and the
-            memory-lean ``fused.attention`` computes the output.
+            memory-lean ``cpu_kernels.attention`` computes the output.
 
     Returns:
         ``(out [B, L, D], weights [B, h, L, M])``; weights sum to 1 over M (None
@@ -122,10 +122,11 @@ class MultiHeadAttention(keras.layers.Layer):
             dropped = self.attn_drop(weights, training=training)  # [B, h, L, M], float32
             out = ops.matmul(ops.cast(dropped, v.dtype), v)  # [B, h, L, D/h]
         else:
-            weights = None  # chunked, never materialised (osc_tf.layers.fused)
+            weights = None  # chunked, never materialised (osc_tf.layers.cpu_kernels)
             merge = lambda t: ops.reshape(t, (-1,) + tuple(ops.shape(t)[2:]))  # noqa: E731
             recompute = self._recompute(q.shape, k.shape, training)
-            out = fused.attention(merge(q), merge(k), merge(ops.cast(v, "float32")), recompute)
+            v32 = ops.cast(v, "float32")
+            out = cpu_kernels.attention(merge(q), merge(k), merge(v32), recompute)
             out = ops.cast(ops.reshape(out, ops.shape(q)), v.dtype)  # [B, h, L, D/h]
         out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (batch, length, dim))  # [B, L, D]
         out = self.proj_drop(self.out_proj(out), training=training)

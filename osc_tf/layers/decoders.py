@@ -11,8 +11,8 @@ from keras import ops
 
 from osc_tf.layers import initializers
 from osc_tf.layers.attention import MultiHeadAttention
-from osc_tf.layers.fused import LayerNorm
 from osc_tf.layers.heads import MLPHead
+from osc_tf.layers.normalization import LayerNorm
 
 
 def _offset(seed: int | None, k: int) -> int | None:

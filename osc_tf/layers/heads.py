@@ -5,7 +5,8 @@ from keras import ops
 
 from osc_tf.layers import initializers
 from osc_tf.layers.attention import MultiHeadAttention
-from osc_tf.layers.fused import LayerNorm, gelu
+from osc_tf.layers.cpu_kernels import gelu
+from osc_tf.layers.normalization import LayerNorm
 
 
 @keras.saving.register_keras_serializable(package="osc_tf")

@@ -4,8 +4,8 @@ import keras
 from keras import ops
 
 from osc_tf.layers import initializers
-from osc_tf.layers.fused import LayerNorm
 from osc_tf.layers.heads import MLPHead
+from osc_tf.layers.normalization import LayerNorm
 
 
 @keras.saving.register_keras_serializable(package="osc_tf")

@@ -1,11 +1,11 @@
-"""The hand-written gradients of osc_tf.layers.fused against autodiff of the plain formulas."""
+"""osc_tf.layers.cpu_kernels: hand-written gradients against autodiff of the plain formulas."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from osc_tf.layers import fused
+from osc_tf.layers import cpu_kernels, normalization
 
 
 def _value_and_grads(fn, args):
@@ -37,7 +37,7 @@ def test_attention_matches_autodiff(groups, length, context, depth, recompute):
     k = tf.constant(rng.standard_normal((groups, context, depth)), tf.float32)
     v = tf.constant(rng.standard_normal((groups, context, depth)), tf.float32)
     want, want_grads = _value_and_grads(_plain_attention, [q, k, v])
-    got, got_grads = _value_and_grads(lambda *a: fused.attention(*a, recompute), [q, k, v])
+    got, got_grads = _value_and_grads(lambda *a: cpu_kernels.attention(*a, recompute), [q, k, v])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     for g, w in zip(got_grads, want_grads, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
@@ -50,7 +50,7 @@ def test_attention_in_tf_function_with_unknown_batch_and_xla():
     spec = tf.TensorSpec((None, 16, 8), tf.float32)
     for jit in (False, True):
         fn = tf.function(
-            lambda q, k, v: _value_and_grads(fused.attention, [q, k, v]),
+            lambda q, k, v: _value_and_grads(cpu_kernels.attention, [q, k, v]),
             input_signature=[spec] * 3,
             jit_compile=jit,
         )
@@ -72,7 +72,7 @@ def test_layer_norm_matches_autodiff():
     beta = tf.constant(rng.standard_normal(16), tf.float32)
     want, want_grads = _value_and_grads(_plain_layer_norm, [x, gamma, beta])
     got, got_grads = _value_and_grads(
-        lambda x, g, b: fused.layer_norm(x, g, b, 1e-5), [x, gamma, beta]
+        lambda x, g, b: cpu_kernels.layer_norm(x, g, b, 1e-5), [x, gamma, beta]
     )
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     for g, w in zip(got_grads, want_grads, strict=True):
@@ -83,7 +83,7 @@ def test_layer_norm_layer_equals_keras_layer_including_bfloat16():
     rng = np.random.default_rng(3)
     x = tf.constant(rng.standard_normal((2, 5, 8)), tf.float32)
     for dtype in ("float32", "mixed_bfloat16"):
-        ours = fused.LayerNorm(epsilon=1e-5, dtype=dtype)
+        ours = normalization.LayerNorm(epsilon=1e-5, dtype=dtype)
         reference = keras.layers.LayerNormalization(epsilon=1e-5, dtype=dtype)
         for layer in (ours, reference):
             layer.build(x.shape)
@@ -100,7 +100,7 @@ def test_layer_norm_layer_equals_keras_layer_including_bfloat16():
 def test_gelu_matches_autodiff_of_exact_gelu():
     x = tf.constant(np.linspace(-8, 8, 1001), tf.float32)
     want, (want_grad,) = _value_and_grads(lambda x: tf.nn.gelu(x, approximate=False), [x])
-    got, (got_grad,) = _value_and_grads(fused.gelu, [x])
+    got, (got_grad,) = _value_and_grads(cpu_kernels.gelu, [x])
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(got_grad, want_grad, rtol=1e-5, atol=1e-5)
 
@@ -116,3 +116,17 @@ def test_attention_layer_keeps_weights_by_size_and_never_outside_training():
     assert auto._recompute((None, 4, 256, 16), small, training=True) is False
     assert auto._recompute(small, small, training=False) is True
     assert always._recompute(small, small, training=True) is True
+
+
+def test_in_xla_context_tells_xla_functions_apart():
+    # The one use of TensorFlow's private control_flow_util: fails here if TF changes it.
+    assert cpu_kernels.in_xla_context() is False
+    seen = []
+
+    def probe(x):
+        seen.append(cpu_kernels.in_xla_context())
+        return x + 1
+
+    for jit in (False, True):
+        tf.function(probe, jit_compile=jit)(tf.constant(1.0))
+    assert seen == [False, True]

@@ -1,4 +1,4 @@
-"""Training kernels for CPU with hand-written gradients: attention, LayerNorm, exact GELU.
+"""CPU training kernels with hand-written gradients: attention, LayerNorm, exact GELU.
 
 TensorFlow runs a graph one op at a time, each op reading and writing whole
 tensors in memory. In the default backbone (128 views of 16×16 tokens, 4 heads)
@@ -15,19 +15,13 @@ backward pass. The functions here have hand-written gradients:
 - ``layer_norm`` and ``gelu`` compute their gradients in a few passes instead
   of the autodiff graph of their forward formulas.
 
-``tests/test_fused.py`` checks each value and gradient against the autodiff of
+``tests/test_cpu_kernels.py`` checks each value and gradient against the autodiff of
 the plain formula. Measured effect: docs/benchmarks.md ("Training step").
 """
 
 import math
 
-import keras
 import tensorflow as tf
-from tensorflow.python.ops import control_flow_util  # XLA-context test
-
-#: LayerNorm epsilon of every layer: PyTorch's nn.LayerNorm default, as in the
-#: original study (Keras' default 1e-3 changes slot attention outputs by ~3e-3).
-LAYER_NORM_EPSILON = 1e-5
 
 # Elements of one chunk's [c, L, M] logits: 8 MiB of float32 (L2/L3-sized).
 _CHUNK_ELEMENTS = 2**21
@@ -47,9 +41,22 @@ def attention(q, k, v, recompute: bool = False):
     instead: XLA fuses it by itself (and its CPU compiler crashed on the chunked
     loop when the batch size was unknown at tracing).
     """
-    if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
+    if in_xla_context():
         return tf.matmul(tf.nn.softmax(tf.matmul(q, k, transpose_b=True), axis=-1), v)
     return (_recomputing_attention if recompute else _storing_attention)(q, k, v)
+
+
+def in_xla_context() -> bool:
+    """Whether ops built now go into an XLA cluster (a ``jit_compile=True`` function).
+
+    TensorFlow has no public test for this. This function is the one use of its
+    private ``control_flow_util``; ``tests/test_cpu_kernels.py`` checks it eagerly,
+    in a plain ``tf.function`` and in an XLA one, so it fails loudly if TensorFlow
+    changes.
+    """
+    from tensorflow.python.ops import control_flow_util
+
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 def _chunked_attention(recompute: bool):
@@ -143,29 +150,6 @@ def layer_norm(x, gamma, beta, epsilon: float):
         return normed * gamma + beta, grad
 
     return normalize(x, gamma, beta)
-
-
-@keras.saving.register_keras_serializable(package="osc_tf")
-class LayerNorm(keras.layers.LayerNormalization):
-    """``keras.layers.LayerNormalization`` over the last axis with ``layer_norm``'s gradient.
-
-    Same weights, config and float32 computation under mixed precision as the
-    Keras layer; other axes or ``rms_scaling`` fall back to the Keras computation.
-    The default epsilon is ``LAYER_NORM_EPSILON`` (1e-5), not Keras' 1e-3.
-    """
-
-    def __init__(self, epsilon: float = LAYER_NORM_EPSILON, **kwargs):
-        super().__init__(epsilon=epsilon, **kwargs)
-
-    def call(self, inputs):
-        axis = self.axis if isinstance(self.axis, (list, tuple)) else [self.axis]
-        last = list(axis) in ([-1], [len(inputs.shape) - 1])
-        if not (last and self.center and self.scale) or self.rms_scaling:
-            return super().call(inputs)
-        x = tf.cast(inputs, "float32")
-        gamma = tf.cast(tf.convert_to_tensor(self.gamma), "float32")
-        beta = tf.cast(tf.convert_to_tensor(self.beta), "float32")
-        return tf.cast(layer_norm(x, gamma, beta, self.epsilon), self.compute_dtype)
 
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
