@@ -52,7 +52,7 @@ def build_model(architecture, queries=None, object_fn=None, bindings=(), tiny=Tr
     """An ObjectCentricModel from gin/model files (+ tiny sizes), the way training builds it."""
     files = [
         f"gin/model/architecture/{architecture}.gin",
-        "gin/model/backbone/vit_micro.gin",
+        "gin/model/backbone/d32_l2_h4.gin",
         "gin/model/backbone/patch8.gin",
     ]
     files += [f"gin/model/queries/{queries}.gin"] if queries else []
