@@ -17,8 +17,7 @@ import json
 import os
 import sys
 
-from osc_tf import config
-from osc_tf import workdir as workdir_lib
+from osc_tf import config, factories
 from osc_tf.evaluation.run import DEFAULT_PROTOCOL, evaluate_run
 
 
@@ -54,13 +53,13 @@ def main(argv=None) -> int:
         bindings = [_include(path) for path in args.gin_file] + args.gin_param
     except config.ConfigError as e:
         parser.error(str(e))
-    run = workdir_lib.load(args.workdir, args.checkpoint, bindings)
+    run = factories.load(args.workdir, args.checkpoint, bindings)
     payload = evaluate_run(
         run["model"],
         run["data"],
         args.workdir,
         run["step"],
-        init_model_fn=lambda: workdir_lib.build_model(run["seed"], run["data"].crop_size),
+        init_model_fn=lambda: factories.build_model(run["seed"], run["data"].crop_size),
         split=args.split,
         max_samples=args.max_samples,
         batch_size=args.batch_size,

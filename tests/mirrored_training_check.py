@@ -14,8 +14,8 @@ import numpy as np
 import tensorflow as tf
 
 from osc_tf import config, distribute
+from osc_tf.factories import build_model
 from osc_tf.losses import Objective
-from osc_tf.workdir import build_model
 
 
 def one_step(strategy, batch_views):

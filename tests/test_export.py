@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from osc_tf import config
-from osc_tf import workdir as workdir_lib
+from osc_tf import config, factories
 from osc_tf.data.pipelines import preprocess_for_inference
 from osc_tf.export import export_model
 from scripts import evaluate as evaluate_script
@@ -62,7 +61,7 @@ def expected_masks(attention: np.ndarray, height: int, width: int) -> np.ndarray
 
 
 def test_export_reloads_in_a_fresh_process_with_the_models_outputs(tiny_run, tmp_path):
-    run = workdir_lib.load(tiny_run.workdir)  # weights from the checkpoint, not the live run
+    run = factories.load(tiny_run.workdir)  # weights from the checkpoint, not the live run
     model, crop = run["model"], run["data"].crop_size
     images = images_uint8()
     outputs = {k: v.numpy() for k, v in model(preprocess_for_inference(images, crop)).items()}
@@ -119,7 +118,7 @@ def test_gaussian_queries_export_any_number_of_slots_deterministically(tiny_data
         ["gin/tests/tiny.gin", "gin/model/queries/gaussian.gin"],
         [f"MultiObjectData.data_dir = {tiny_data.data_dir!r}"],
     )
-    model = workdir_lib.build_model(0, 32)
+    model = factories.build_model(0, 32)
     path = export_model(model, str(tmp_path), crop_size=32)
     loaded = tf.saved_model.load(path)
     images = tf.constant(images_uint8((2, 32, 48, 3)))

@@ -15,11 +15,11 @@ import yaml
 
 import osc_tf
 from osc_tf import config, losses, original
+from osc_tf.checkpoints import Checkpoints
+from osc_tf.factories import build_model, train_parameter
 from osc_tf.layers.decoders import CrossAttentionDecoder
 from osc_tf.layers.queries import KMeansQueries
 from osc_tf.layers.vit import ViT
-from osc_tf.run_state import Checkpoints
-from osc_tf.workdir import build_model, train_parameter
 from scripts import evaluate as evaluate_script
 from scripts import export as export_script
 from scripts import import_original as script

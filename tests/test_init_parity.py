@@ -24,7 +24,7 @@ import pytest
 import scipy.stats
 
 from osc_tf import config, original
-from osc_tf.workdir import build_model
+from osc_tf.factories import build_model
 from tests import parity_data
 
 parity_data.require(parity_data.INIT_STATS)

@@ -29,7 +29,7 @@ import pytest
 import tensorflow as tf
 
 from osc_tf import config, distribute
-from osc_tf.workdir import build_data
+from osc_tf.factories import build_data
 from tests import fake_slurm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

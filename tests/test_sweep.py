@@ -20,8 +20,8 @@ import pytest
 import submitit
 
 from osc_tf import config, sweep
+from osc_tf.factories import build_data
 from osc_tf.sweep.launch import RUN_FILE, STATUS_FILE, read_json
-from osc_tf.workdir import build_data
 from tests import fake_slurm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

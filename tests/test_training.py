@@ -193,7 +193,7 @@ def test_mirrored_strategy_matches_one_device(tiny_data):
 
 def test_fit_on_one_device_logs_the_losses(tiny_data):
     config.parse(["gin/tests/tiny.gin"], [f"MultiObjectData.data_dir = {tiny_data.data_dir!r}"])
-    from osc_tf.workdir import build_model
+    from osc_tf.factories import build_model
 
     model = build_model(0, 32)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3), objective=Objective())

@@ -105,7 +105,7 @@ def main(argv: list[str]) -> int:
     root = tempfile.mkdtemp(prefix="osc_tf_scale_")
     args.data_dir = args.data_dir or os.path.join(root, "data")
     from osc_tf import config
-    from osc_tf.workdir import build_data
+    from osc_tf.factories import build_data
 
     config.parse(["gin/tests/tiny.gin"], _params(args, root))
     build_data().prepare()  # once, before the workers start

@@ -70,8 +70,8 @@ def measure(row: str, steps: int, warmup: int, image_size: int) -> dict:
     import tensorflow as tf
 
     import osc_tf.configurables  # noqa: F401  (registers the gin names)
+    from osc_tf.factories import build_model
     from osc_tf.training import _distributed
-    from osc_tf.workdir import build_model
 
     _, batch_size, files, bindings, precision, xla = ROWS[row]
     gin.add_config_file_search_path(str(REPO))

@@ -114,9 +114,9 @@ def write_workdir(workdir: str, model, step: int, overwrite: bool) -> str:
     import keras
 
     from osc_tf import config
-    from osc_tf.run_state import CHECKPOINT_DIR, Checkpoints
+    from osc_tf.checkpoints import CHECKPOINT_DIR, Checkpoints
+    from osc_tf.factories import train_parameter
     from osc_tf.schedules import WarmupDecay
-    from osc_tf.workdir import train_parameter
 
     # The optimizer train() builds, fresh, at the original's step count.
     schedule = _configured("lr_schedule", WarmupDecay)(
@@ -177,7 +177,7 @@ def import_checkpoint(
         except config.ConfigError as e:
             raise ImportFailure(str(e)) from None
 
-    from osc_tf.workdir import build_data, build_model, train_parameter
+    from osc_tf.factories import build_data, build_model, train_parameter
 
     data = build_data()
     model = build_model(train_parameter("seed", 0), data.crop_size)

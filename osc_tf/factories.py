@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from osc_tf import config
-from osc_tf.run_state import resolve_checkpoint, restore_model
+from osc_tf.checkpoints import resolve_checkpoint, restore_model
 
 
 def build_model(seed: int, crop_size: int):
