@@ -1,9 +1,10 @@
-"""MLPHead and CrossAttentionPool: harness, NumPy reference, set invariance."""
+"""MLPHead, FeedForward and CrossAttentionPool: harness, NumPy reference, set invariance."""
 
 import numpy as np
 import pytest
 from scipy.special import erf
 
+from osc_tf.layers.feedforward import FeedForward
 from osc_tf.layers.heads import CrossAttentionPool, MLPHead
 from tests.layer_harness import check_layer
 
@@ -49,3 +50,28 @@ def test_cross_attention_pool_harness_and_permutation_invariance(tmp_path):
     )
     permuted = layer(x[:, RNG.permutation(6)].astype("float32"))
     np.testing.assert_allclose(permuted, out, rtol=1e-5, atol=1e-6)
+
+
+def test_feed_forward_harness_reference_and_vit_init(tmp_path):
+    x = RNG.normal(size=(3, 5, 8))
+    layer, _ = check_layer(
+        FeedForward,
+        {"mlp_ratio": 2.0, "activation": "relu"},
+        (x,),
+        tmp_path,
+        expected_output_shapes=(3, 5, 8),
+        expected_num_trainable_weights=4,
+        expected_num_params=8 * 16 + 16 + 16 * 8 + 8,
+    )
+    w1, b1, w2, b2 = (np.array(v) for v in layer.trainable_weights)
+    expected = np.maximum(x @ w1 + b1, 0.0) @ w2 + b2
+    np.testing.assert_allclose(layer(x.astype("float32")), expected, rtol=1e-5, atol=1e-5)
+    # The transformer blocks' scheme by default (N(0, 0.02²), zero biases); heads: "torch".
+    wide = FeedForward(mlp_ratio=4.0)
+    wide.build((None, 256))
+    assert np.std(np.array(wide.fc1.kernel)) == pytest.approx(0.02, rel=0.05)
+    assert not np.any(np.array(wide.fc1.bias))
+    head = MLPHead()
+    head.build((None, 256))
+    assert np.abs(np.array(head.fc1.bias)).max() <= 1 / 16
+    assert np.any(np.array(head.fc1.bias))

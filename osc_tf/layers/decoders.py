@@ -11,7 +11,7 @@ from keras import ops
 
 from osc_tf.layers import initializers
 from osc_tf.layers.attention import MultiHeadAttention
-from osc_tf.layers.heads import MLPHead
+from osc_tf.layers.feedforward import FeedForward
 from osc_tf.layers.normalization import LayerNorm
 
 
@@ -114,7 +114,7 @@ class CrossAttentionBlock(keras.layers.Layer):
         self.cross_attn = attention("cross_attn", 2, True)
         self.path_cross = path(11)
         self.norm_mlp = norm("norm_mlp")
-        self.mlp = MLPHead(
+        self.mlp = FeedForward(
             mlp_ratio, dropout=dropout, seed=_offset(seed, 4), init=init, dtype=policy
         )
         self.path_mlp = path(12)

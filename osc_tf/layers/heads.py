@@ -1,22 +1,22 @@
-"""Heads: the MLP used as global function and projections, and cross-attention pooling."""
+"""Heads: the MLP of the global function and projections, and cross-attention pooling."""
 
 import keras
 from keras import ops
 
 from osc_tf.layers import initializers
 from osc_tf.layers.attention import MultiHeadAttention
-from osc_tf.layers.cpu_kernels import gelu
+from osc_tf.layers.feedforward import FeedForward, Perceptron
 from osc_tf.layers.normalization import LayerNorm
 
 
 @keras.saving.register_keras_serializable(package="osc_tf")
-class MLPHead(keras.layers.Layer):
-    """Two-layer perceptron ``Dense -> act -> dropout -> Dense -> dropout``.
+class MLPHead(Perceptron):
+    """Two-layer perceptron ``Dense -> act -> dropout -> Dense -> dropout`` as a head.
 
     The original study's defaults: global function ``hidden_mult=2,
     out_bias=True``; global projection ``hidden_mult=2, out_bias=False``;
-    object projection ``hidden_mult=4, out_bias=False``. The transformer
-    blocks use it as their feed-forward layer.
+    object projection ``hidden_mult=4, out_bias=False``. (The transformer blocks'
+    feed-forward is ``osc_tf.layers.feedforward.FeedForward``.)
 
     Args:
         hidden_mult: hidden width as a multiple of the input width D.
@@ -48,42 +48,15 @@ class MLPHead(keras.layers.Layer):
         init: str = "torch",
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.init = initializers.check(init, "MLPHead.init")
+        super().__init__(activation, dropout, seed, init, **kwargs)
         self.hidden_mult = hidden_mult
         self.hidden_dim = hidden_dim
         self.out_dim = out_dim
-        self.activation = activation
-        self.dropout = dropout
         self.out_bias = out_bias
-        self.seed = seed
-        self._activation = gelu if activation == "gelu" else keras.activations.get(activation)
-        self.hidden_drop = keras.layers.Dropout(dropout, seed=seed, dtype=self.dtype_policy)
-        self.out_drop = keras.layers.Dropout(
-            dropout, seed=None if seed is None else seed + 1, dtype=self.dtype_policy
-        )
 
-    def build(self, x_shape):
-        dim = x_shape[-1]
+    def widths(self, dim: int) -> tuple[int, int, bool]:
         hidden = self.hidden_dim or int(round(self.hidden_mult * dim))
-        self.fc1 = initializers.dense(hidden, dim, self.init, name="fc1", dtype=self.dtype_policy)
-        self.fc1.build(x_shape)
-        self.fc2 = initializers.dense(
-            self.out_dim or dim,
-            hidden,
-            self.init,
-            use_bias=self.out_bias,
-            name="fc2",
-            dtype=self.dtype_policy,
-        )
-        self.fc2.build((*x_shape[:-1], hidden))
-
-    def call(self, x, training=False):
-        x = self.hidden_drop(self._activation(self.fc1(x)), training=training)
-        return self.out_drop(self.fc2(x), training=training)
-
-    def compute_output_shape(self, x_shape):
-        return (*x_shape[:-1], self.out_dim or x_shape[-1])
+        return hidden, self.out_dim or dim, self.out_bias
 
     def get_config(self):
         config = super().get_config()
@@ -141,7 +114,7 @@ class CrossAttentionPool(keras.layers.Layer):
         self.attn = MultiHeadAttention(
             num_heads, qkv_bias=qkv_bias, seed=seed, init="vit", dtype=policy
         )
-        self.mlp = MLPHead(hidden_mult=mlp_ratio, seed=seed, init="vit", dtype=policy)
+        self.mlp = FeedForward(mlp_ratio, seed=seed, init="vit", dtype=policy)
 
     def build(self, x_shape):
         dim = x_shape[-1]

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from osc_tf.layers import initializers
-from osc_tf.layers.heads import MLPHead
+from osc_tf.layers.feedforward import FeedForward
 from osc_tf.layers.normalization import LayerNorm
 
 
@@ -73,7 +73,7 @@ class SlotAttention(keras.layers.Layer):
         self.norm_inputs = norm("norm_inputs")
         self.norm_slots = norm("norm_slots")
         self.norm_mlp = norm("norm_mlp")
-        self.mlp = MLPHead(hidden_mult, activation="relu", init=init, name="mlp", dtype=policy)
+        self.mlp = FeedForward(hidden_mult, activation="relu", init=init, name="mlp", dtype=policy)
 
     def build(self, queries_shape, tokens_shape):
         dim = queries_shape[-1]

@@ -36,3 +36,8 @@ def uniform(shape, seed, minval=0.0, maxval=1.0):
 def randint(shape, seed, maxval):
     """Uniform int32 samples in ``[0, maxval)``."""
     return tf.random.stateless_uniform(shape, _seed(seed), 0, maxval, tf.int32, alg=_ALG)
+
+
+def offset_seed(seed: int | None, k: int) -> int | None:
+    """The seed of a layer's k-th random part: ``seed + k``; None (unseeded) stays None."""
+    return None if seed is None else seed + k

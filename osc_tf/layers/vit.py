@@ -5,7 +5,7 @@ from keras import ops
 
 from osc_tf.layers import initializers
 from osc_tf.layers.attention import MultiHeadAttention
-from osc_tf.layers.heads import MLPHead
+from osc_tf.layers.feedforward import FeedForward
 from osc_tf.layers.normalization import LayerNorm
 
 
@@ -76,7 +76,7 @@ class TransformerBlock(keras.layers.Layer):
             dtype=policy,
         )
         self.norm2 = LayerNorm(dtype=policy)
-        self.mlp = MLPHead(
+        self.mlp = FeedForward(
             mlp_ratio, dropout=dropout, seed=_offset(seed, 2), init=init, dtype=policy
         )
         # Stochastic depth: one Bernoulli draw per sample, broadcast over tokens and channels.

@@ -138,10 +138,10 @@ def _layer_norm(prefix: str, norm) -> Iterator[Entry]:
     yield _plain(f"{prefix}.bias", norm.beta)
 
 
-def mlp_head_entries(head, prefix: str, names=("fc1", "fc2")) -> Iterator[Entry]:
-    """An ``MLPHead`` as the original's ``MLP``/timm ``Mlp`` (``fc1``, ``fc2``)."""
-    yield from _linear(_join(prefix, names[0]), head.fc1)
-    yield from _linear(_join(prefix, names[1]), head.fc2)
+def mlp_entries(mlp, prefix: str, names=("fc1", "fc2")) -> Iterator[Entry]:
+    """A ``FeedForward`` or ``MLPHead`` as the original's ``MLP``/timm ``Mlp``."""
+    yield from _linear(_join(prefix, names[0]), mlp.fc1)
+    yield from _linear(_join(prefix, names[1]), mlp.fc2)
 
 
 def self_attention_entries(attn, prefix: str = "") -> Iterator[Entry]:
@@ -188,7 +188,7 @@ def vit_entries(vit, prefix: str = "backbone") -> Iterator[Entry]:
         yield from _layer_norm(f"{name}.norm1", block.norm1)
         yield from self_attention_entries(block.attn, f"{name}.attn")
         yield from _layer_norm(f"{name}.norm2", block.norm2)
-        yield from mlp_head_entries(block.mlp, f"{name}.mlp")
+        yield from mlp_entries(block.mlp, f"{name}.mlp")
 
 
 def _positional_embedding(name: str, vit) -> Entry:
@@ -232,7 +232,7 @@ def slot_attention_entries(layer, prefix: str = "obj_fn") -> Iterator[Entry]:
             _swap_first_gates,
             part=row,
         )
-    yield from mlp_head_entries(layer.mlp, prefix, names=("mlp.0", "mlp.2"))
+    yield from mlp_entries(layer.mlp, prefix, names=("mlp.0", "mlp.2"))
     yield from _layer_norm(_join(prefix, "norm_input"), layer.norm_inputs)
     yield from _layer_norm(_join(prefix, "norm_slots"), layer.norm_slots)
     yield from _layer_norm(_join(prefix, "norm_pre_ff"), layer.norm_mlp)
@@ -255,7 +255,7 @@ def cross_attention_decoder_entries(layer, prefix: str = "obj_fn") -> Iterator[E
         yield from _layer_norm(f"{name}.norm2", block.norm_cross)
         yield from cross_attention_entries(block.cross_attn, f"{name}.cross_attn")
         yield from _layer_norm(f"{name}.norm3", block.norm_mlp)
-        yield from mlp_head_entries(block.mlp, f"{name}.mlp")
+        yield from mlp_entries(block.mlp, f"{name}.mlp")
 
 
 def queries_entries(queries, prefix: str = "obj_queries") -> Iterator[Entry]:
@@ -340,8 +340,8 @@ def parameter_map(model) -> list[Entry]:
     if not model.built or not model.backbone.built:
         raise ValueError("build the model first, e.g. model.build((None, 128, 128, 3))")
     entries = list(vit_entries(model.backbone, "backbone"))
-    entries += mlp_head_entries(model.global_fn, "global_fn")
-    entries += mlp_head_entries(model.global_proj, "global_proj")
+    entries += mlp_entries(model.global_fn, "global_fn")
+    entries += mlp_entries(model.global_proj, "global_proj")
     if model.has_objects:
         entries += queries_entries(model.queries, "obj_queries")
         if type(model.object_fn) is slot_attention.SlotAttention:
@@ -352,7 +352,7 @@ def parameter_map(model) -> list[Entry]:
             # The original's obj_fn holds the backbone's PositionalEmbedding module
             # (pos_embed: backbone), so its state dict lists the same tensor twice.
             entries.append(_positional_embedding("obj_fn.pos_embed.embed", model.backbone))
-        entries += mlp_head_entries(model.object_proj, "obj_proj")
+        entries += mlp_entries(model.object_proj, "obj_proj")
 
     covered = {id(e.variable) for e in entries}
     left = [w.path for w in model.weights if id(w) not in covered]
