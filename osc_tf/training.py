@@ -26,14 +26,14 @@ import tensorflow as tf
 from osc_tf import config, distribute
 from osc_tf.checkpoints import Checkpoints
 from osc_tf.console import Console
-from osc_tf.data.pipelines import denormalize
+from osc_tf.data.augment import denormalize
+from osc_tf.evaluation.figures import attention_figure
 from osc_tf.evaluation.run import check_configured_protocol, evaluate_run
 from osc_tf.export import export_model
 from osc_tf.factories import build_data, build_model
 from osc_tf.preemption import PreemptionFlag
 from osc_tf.run_info import write_run_info
 from osc_tf.schedules import WarmupDecay
-from osc_tf.visualize import attention_figure
 
 log = logging.getLogger("osc_tf")
 

@@ -2,6 +2,7 @@
 
 import io
 
+import matplotlib
 import matplotlib.image
 import numpy as np
 
@@ -17,11 +18,15 @@ def _decode(png: bytes) -> np.ndarray:
     return matplotlib.image.imread(io.BytesIO(png), format="png")
 
 
-def test_denormalize_inverts_imagenet_normalisation():
+def test_attention_figure_has_a_row_per_image_and_leaves_the_backend_alone():
+    backend = matplotlib.get_backend()
     rng = np.random.default_rng(0)
-    pixels = rng.random((2, 4, 4, 3))
-    normalised = (pixels - figures.IMAGENET_MEAN) / figures.IMAGENET_STD
-    np.testing.assert_allclose(figures.denormalize(normalised), pixels, atol=1e-12)
+    images = rng.random((3, 16, 16, 3))
+    attention = rng.random((3, 4, 4))  # K=4 slots over a 2x2 patch grid
+    png = figures.attention_figure(images, attention)
+    height, width = _decode(png).shape[:2]
+    assert (height, width) == (round(1.3 * 3 * figures.DPI), round(1.3 * 5 * figures.DPI))
+    assert matplotlib.get_backend() == backend
 
 
 def test_segmentation_grid_has_a_column_per_object_and_unmatched_slot():

@@ -63,11 +63,6 @@ def preprocess_for_inference(images: tf.Tensor, crop_size: int) -> tf.Tensor:
     return augment_lib.normalize(_centre_crop(_rgb(images), crop_size) / 255.0)
 
 
-def denormalize(images: tf.Tensor) -> tf.Tensor:
-    """Normalised float images [..., 3] -> float32 in [0, 1], for figures."""
-    return augment_lib.denormalize(images)
-
-
 def _rgb(images: tf.Tensor) -> tf.Tensor:
     """[..., C] with C = 1 or 3 -> [..., 3]."""
     return tf.image.grayscale_to_rgb(images) if images.shape[-1] == 1 else images

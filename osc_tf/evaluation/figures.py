@@ -1,7 +1,10 @@
-"""Evaluation figures as PNG bytes (matplotlib's Agg canvas, no pyplot state).
+"""Every figure of a run as PNG bytes: slot attention, segmentation grids, probe curves.
 
-PNG bytes go to files as they are and to TensorBoard through
-``tf.summary.image(name, tf.image.decode_png(png)[None])``.
+Drawn on matplotlib ``Figure`` objects with the Agg canvas: no pyplot state, and
+the user's matplotlib backend is left alone. PNG bytes go to files as they are
+and to TensorBoard through ``tf.summary.image(name, tf.image.decode_png(png)[None])``.
+Training draws ``attention_figure`` every ``train.viz_interval``; evaluation the
+segmentation grids and the probe's curves.
 """
 
 import io
@@ -10,20 +13,13 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from osc_tf.data.augment import IMAGENET_MEAN, IMAGENET_STD, denormalize
+from osc_tf.evaluation.segmentation import upsample_attention
 from osc_tf.evaluation.vqa import ProbeResult, precision_recall_curve, roc_curve
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 CELL_INCHES = 1.5  # side of one panel of the segmentation grid
 DPI = 80
 _ROWS = ("image", "attention", "Otsu mask", "overlay", "ground truth")
-
-
-def denormalize(
-    images: np.ndarray, mean: tuple = IMAGENET_MEAN, std: tuple = IMAGENET_STD
-) -> np.ndarray:
-    """Undoes per-channel normalisation of images [..., 3]; clipped to [0, 1]."""
-    return np.clip(np.asarray(images) * np.asarray(std) + np.asarray(mean), 0.0, 1.0)
 
 
 def _png(fig: Figure) -> bytes:
@@ -31,6 +27,38 @@ def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
     return buffer.getvalue()
+
+
+def attention_figure(images: np.ndarray, attention: np.ndarray, max_images: int = 8) -> bytes:
+    """One row per image: the image, then each slot's attention over it.
+
+    Args:
+        images: ``[B, S, S, 3]`` floats in [0, 1] (square crops).
+        attention: ``[B, K, N]`` slot attention over the ``N`` patch tokens.
+
+    Returns:
+        PNG bytes.
+    """
+    images = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)[:max_images]
+    b, h, w, _ = images.shape
+    maps = upsample_attention(np.asarray(attention)[:b], h).numpy()  # [B, K, H, W]
+    # Each map scaled to its own maximum: decoders' attention sums to 1 over tokens.
+    maps = maps / np.maximum(maps.max(axis=(2, 3), keepdims=True), 1e-12)
+    k = maps.shape[1]
+    fig = Figure(figsize=(1.3 * (k + 1), 1.3 * b))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(b, k + 1, squeeze=False)
+    for i in range(b):
+        axes[i, 0].imshow(images[i])
+        for s in range(k):
+            axes[i, s + 1].imshow(images[i] * (0.25 + 0.75 * maps[i, s][..., None]))
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for s in range(k):
+        axes[0, s + 1].set_title(f"slot {s}", fontsize=7)
+    fig.tight_layout(pad=0.1)
+    return _png(fig)
 
 
 def segmentation_figure(
@@ -126,7 +154,7 @@ def segmentation_figures(
         k: np.asarray(details[k])[:num_images]
         for k in ("soft_masks", "binary_masks", "objects", "slot", "object_iou")
     }
-    pixels = denormalize(np.asarray(images)[:num_images], mean, std)
+    pixels = np.asarray(denormalize(np.asarray(images)[:num_images], mean, std))
     background = np.asarray(details.get("background_slot", np.full(len(pixels), -1)))
     return [
         segmentation_figure(

@@ -11,6 +11,7 @@ import keras
 from keras import ops
 
 from osc_tf.layers import cpu_kernels, initializers
+from osc_tf.layers.stateless_random import offset_seed
 
 # Auto policy of ``recompute_weights``: keep a call's attention weights for the backward
 # pass up to this size (the default model's [128·4, 256, 256] float32 = 128 MiB is kept;
@@ -78,7 +79,7 @@ class MultiHeadAttention(keras.layers.Layer):
         self.seed = seed
         self.attn_drop = keras.layers.Dropout(attn_dropout, seed=seed, dtype=self.dtype_policy)
         self.proj_drop = keras.layers.Dropout(
-            proj_dropout, seed=None if seed is None else seed + 1, dtype=self.dtype_policy
+            proj_dropout, seed=offset_seed(seed, 1), dtype=self.dtype_policy
         )
 
     def build(self, x_shape, context_shape=None):

@@ -13,10 +13,7 @@ from osc_tf.layers import initializers
 from osc_tf.layers.attention import MultiHeadAttention
 from osc_tf.layers.feedforward import FeedForward
 from osc_tf.layers.normalization import LayerNorm
-
-
-def _offset(seed: int | None, k: int) -> int | None:
-    return None if seed is None else seed + k
+from osc_tf.layers.stateless_random import offset_seed
 
 
 def _steps(steps: list, all_steps: bool):
@@ -87,7 +84,7 @@ class CrossAttentionBlock(keras.layers.Layer):
             return LayerNorm(name=name, dtype=policy)
 
         def attention(name, k, scale):
-            seed_k = _offset(seed, k)
+            seed_k = offset_seed(seed, k)
             return MultiHeadAttention(
                 num_heads,
                 qkv_bias,
@@ -102,7 +99,7 @@ class CrossAttentionBlock(keras.layers.Layer):
 
         def path(k):
             return keras.layers.Dropout(
-                drop_path, noise_shape=(None, 1, 1), seed=_offset(seed, k), dtype=policy
+                drop_path, noise_shape=(None, 1, 1), seed=offset_seed(seed, k), dtype=policy
             )
 
         if self_attention:
@@ -115,7 +112,7 @@ class CrossAttentionBlock(keras.layers.Layer):
         self.path_cross = path(11)
         self.norm_mlp = norm("norm_mlp")
         self.mlp = FeedForward(
-            mlp_ratio, dropout=dropout, seed=_offset(seed, 4), init=init, dtype=policy
+            mlp_ratio, dropout=dropout, seed=offset_seed(seed, 4), init=init, dtype=policy
         )
         self.path_mlp = path(12)
 
@@ -204,7 +201,7 @@ class _Decoder(keras.layers.Layer):
                 dropout=self.dropout,
                 attn_dropout=self.attn_dropout,
                 drop_path=self.drop_path,
-                seed=_offset(self.seed, seed_offset + 100 * i),
+                seed=offset_seed(self.seed, seed_offset + 100 * i),
                 scale_self_attention=self.scale_self_attention,
                 init=self.init,
                 name=f"{name}_{i}",

@@ -7,10 +7,7 @@ from osc_tf.layers import initializers
 from osc_tf.layers.attention import MultiHeadAttention
 from osc_tf.layers.feedforward import FeedForward
 from osc_tf.layers.normalization import LayerNorm
-
-
-def _offset(seed: int | None, k: int) -> int | None:
-    return None if seed is None else seed + k
+from osc_tf.layers.stateless_random import offset_seed
 
 
 @keras.saving.register_keras_serializable(package="osc_tf")
@@ -69,7 +66,7 @@ class TransformerBlock(keras.layers.Layer):
             qkv_bias,
             attn_dropout,
             dropout,
-            seed=_offset(seed, 0),
+            seed=offset_seed(seed, 0),
             recompute_weights=recompute_attention,
             scale=scale_attention,
             init=init,
@@ -77,14 +74,14 @@ class TransformerBlock(keras.layers.Layer):
         )
         self.norm2 = LayerNorm(dtype=policy)
         self.mlp = FeedForward(
-            mlp_ratio, dropout=dropout, seed=_offset(seed, 2), init=init, dtype=policy
+            mlp_ratio, dropout=dropout, seed=offset_seed(seed, 2), init=init, dtype=policy
         )
         # Stochastic depth: one Bernoulli draw per sample, broadcast over tokens and channels.
         self.drop_path1 = keras.layers.Dropout(
-            drop_path, noise_shape=(None, 1, 1), seed=_offset(seed, 4), dtype=policy
+            drop_path, noise_shape=(None, 1, 1), seed=offset_seed(seed, 4), dtype=policy
         )
         self.drop_path2 = keras.layers.Dropout(
-            drop_path, noise_shape=(None, 1, 1), seed=_offset(seed, 5), dtype=policy
+            drop_path, noise_shape=(None, 1, 1), seed=offset_seed(seed, 5), dtype=policy
         )
 
     def build(self, x_shape):
@@ -221,7 +218,7 @@ class ViT(keras.layers.Layer):
                 dropout,
                 attn_dropout,
                 drop_path,
-                seed=_offset(seed, 10 * i),
+                seed=offset_seed(seed, 10 * i),
                 recompute_attention=recompute_attention,
                 scale_attention=scale_attention,
                 init=init,

@@ -150,7 +150,7 @@ def test_preprocess_for_inference_centre_crops_any_shape():
     np.testing.assert_allclose(out, (expected.numpy() / 255 - MEAN) / STD, atol=1e-4)
     tall = fn(tf.fill([1, 50, 30, 3], tf.constant(51, tf.uint8))).numpy()
     np.testing.assert_allclose(tall, np.broadcast_to((0.2 - MEAN) / STD, tall.shape), atol=1e-5)
-    np.testing.assert_allclose(pipelines.denormalize(out).numpy(), expected / 255, atol=1e-5)
+    np.testing.assert_allclose(augment.denormalize(out).numpy(), expected / 255, atol=1e-5)
 
 
 def test_input_context_shards_and_sizes_batches(tiny_data, tiny):
