@@ -22,7 +22,7 @@ all-gather the projections so negatives come from the whole global batch. In
 the default replica context (no strategy) every function is a plain mean.
 """
 
-import inspect
+import dataclasses
 from collections.abc import Callable
 
 import tensorflow as tf
@@ -259,29 +259,51 @@ def _check_same_width(a: tf.Tensor, b: tf.Tensor, fn: str, name_a: str, name_b: 
         )
 
 
-# Names used in logged keys ("loss_global_ctr", "loss_object_ctr_img", ...).
-SHORT_NAMES = {
-    "global_contrastive": "ctr",
-    "global_similarity": "sim",
-    "object_contrastive_all": "ctr_all",
-    "object_contrastive_image": "ctr_img",
-    "object_similarity": "sim_img",
-}
+@dataclasses.dataclass(frozen=True)
+class Term:
+    """How ``Objective`` calls a loss function: the routing from model outputs to it.
 
-# Loss argument name -> model output key, per term.
-_GLOBAL_INPUTS = {"features": "global_features", "projections": "global_projection"}
-_OBJECT_INPUTS = {"slot_features": "slots", "slot_projections": "slot_projection"}
+    Attributes:
+        kind: ``"global"`` or ``"object"``: which term of the objective it can be.
+        name: its short name in the logged keys (``loss_<kind>_<name>``).
+        inputs: loss parameter -> the model output key passed to it.
+        matching: called with ``return_matching=True`` (returns ``(loss, cols)``).
+    """
+
+    kind: str
+    name: str
+    inputs: dict[str, str]
+    matching: bool = False
+
+
+#: Every loss ``Objective`` can call, by function name (a loss added here is usable
+#: as ``Objective.global_loss`` or ``Objective.object_loss`` in gin once registered).
+TERMS = {
+    "global_contrastive": Term("global", "ctr", {"projections": "global_projection"}),
+    "global_similarity": Term(
+        "global", "sim", {"features": "global_features", "projections": "global_projection"}
+    ),
+    "object_contrastive_all": Term(
+        "object", "ctr_all", {"slot_projections": "slot_projection"}, matching=True
+    ),
+    "object_contrastive_image": Term(
+        "object", "ctr_img", {"slot_projections": "slot_projection"}, matching=True
+    ),
+    "object_similarity": Term(
+        "object",
+        "sim_img",
+        {"slot_features": "slots", "slot_projections": "slot_projection"},
+        matching=True,
+    ),
+}
 
 
 class Objective:
     """The training objective: weighted global term plus weighted object term.
 
     Each term is a loss function chosen by reference (``@global_contrastive``) or
-    None. A loss receives the model outputs its parameters name: global losses
-    take ``projections`` (``global_projection``) and/or ``features``
-    (``global_features``); object losses take ``slot_projections``
-    (``slot_projection``) and/or ``slot_features`` (``slots``). A term with
-    weight 0 is still computed and logged but left out of the total.
+    None; ``TERMS`` says which model outputs it reads. A term with weight 0 is
+    still computed and logged but left out of the total.
 
     Args:
         global_loss: e.g. ``global_contrastive``, ``global_similarity`` or None.
@@ -300,6 +322,14 @@ class Objective:
     ):
         if global_loss is None and object_loss is None:
             raise ValueError("Objective needs a global_loss, an object_loss or both")
+        self.terms = [
+            (_term(kind, fn), fn, float(weight))
+            for kind, fn, weight in (
+                ("global", global_loss, global_weight),
+                ("object", object_loss, object_weight),
+            )
+            if fn is not None
+        ]
         self.global_loss = global_loss
         self.global_weight = float(global_weight)
         self.object_loss = object_loss
@@ -317,47 +347,42 @@ class Objective:
             ``{"loss": weighted total, "loss_global_<name>": scalar,
             "loss_object_<name>": scalar, "matching": int32 [B, K]}`` where
             ``<name>`` is the term's short name (``ctr``, ``sim``, ``ctr_all``,
-            ``ctr_img``, ``sim_img``, else the function's name); absent terms
-            have no key and ``matching`` is present when the object loss matches.
-            Inside a ``tf.distribute`` replica each value is that replica's share
-            of the global-batch value (SUM-reduce to log it) and ``matching``
-            covers the replica's own images.
+            ``ctr_img``, ``sim_img``); absent terms have no key and ``matching``
+            is present when the object loss matches. Inside a ``tf.distribute``
+            replica each value is that replica's share of the global-batch value
+            (SUM-reduce to log it) and ``matching`` covers the replica's own images.
         """
         result, total = {}, None
-        for kind, fn, weight, inputs in (
-            ("global", self.global_loss, self.global_weight, _GLOBAL_INPUTS),
-            ("object", self.object_loss, self.object_weight, _OBJECT_INPUTS),
-        ):
-            if fn is None:
-                continue
-            value = _call_term(kind, fn, inputs, outputs)
-            if isinstance(value, tuple):
+        for term, fn, weight in self.terms:
+            missing = sorted(set(term.inputs.values()) - set(outputs))
+            if missing:
+                raise ValueError(
+                    f"the {term.kind} loss {fn.__name__} needs the model output {missing[0]!r}, "
+                    f"but the outputs have only {sorted(outputs)}; use a model with an object "
+                    f"branch or set Objective.{term.kind}_loss = None"
+                )
+            kwargs = {arg: outputs[key] for arg, key in term.inputs.items()}
+            value = fn(**kwargs, return_matching=True) if term.matching else fn(**kwargs)
+            if term.matching:
                 value, result["matching"] = value
-            result[f"loss_{kind}_{SHORT_NAMES.get(fn.__name__, fn.__name__)}"] = value
+            result[f"loss_{term.kind}_{term.name}"] = value
             if weight != 0.0:
                 total = weight * value if total is None else total + weight * value
         result["loss"] = total if total is not None else tf.zeros([], value.dtype)
         return result
 
 
-def _call_term(kind: str, fn: Callable, inputs: dict, outputs: dict):
-    """Calls ``fn`` with the outputs its parameters name (and asks for the matching)."""
-    params = inspect.signature(fn).parameters
-    kwargs = {}
-    for arg, key in inputs.items():
-        if arg not in params:
-            continue
-        if key not in outputs:
-            raise ValueError(
-                f"the {kind} loss {fn.__name__} needs the model output {key!r}, but the "
-                f"outputs have only {sorted(outputs)}; use a model with an object branch "
-                f"or set Objective.{kind}_loss = None"
-            )
-        kwargs[arg] = outputs[key]
-    if not kwargs:
+def _term(kind: str, fn: Callable) -> Term:
+    """The routing of ``fn`` as the ``kind`` term, failing loudly for a loss it cannot be."""
+    term = TERMS.get(getattr(fn, "__name__", None))
+    if term is None:
         raise ValueError(
-            f"the {kind} loss {fn.__name__} takes none of the arguments {sorted(inputs)}"
+            f"Objective.{kind}_loss = {fn!r} is not a loss of osc_tf.losses.TERMS "
+            f"(one of {sorted(TERMS)}); add it there with the model outputs it reads"
         )
-    if "return_matching" in params:
-        kwargs["return_matching"] = True
-    return fn(**kwargs)
+    if term.kind != kind:
+        raise ValueError(
+            f"Objective.{kind}_loss = {fn.__name__}: it is a loss of the {term.kind} "
+            f"term, set it as Objective.{term.kind}_loss"
+        )
+    return term

@@ -120,3 +120,27 @@ def test_global_only_model(outputs):
 def test_needs_a_term():
     with pytest.raises(ValueError, match="global_loss, an object_loss"):
         losses.Objective(global_loss=None, object_loss=None)
+
+
+def test_routing_is_the_table_of_terms(outputs):
+    # Each loss reads the outputs TERMS names; a custom loss routed by the table.
+    assert losses.TERMS["object_similarity"].inputs == {
+        "slot_features": "slots",
+        "slot_projections": "slot_projection",
+    }
+    seen = {}
+
+    def global_contrastive(projections):  # stands in for the registered loss of that name
+        seen["projections"] = projections
+        return tf.reduce_mean(projections)
+
+    result = losses.Objective(global_loss=global_contrastive, object_loss=None)(outputs)
+    assert seen["projections"] is outputs["global_projection"]
+    np.testing.assert_allclose(result["loss_global_ctr"], np.mean(outputs["global_projection"]))
+
+
+def test_a_loss_outside_the_table_or_in_the_wrong_term_fails_at_construction():
+    with pytest.raises(ValueError, match="not a loss of osc_tf.losses.TERMS"):
+        losses.Objective(global_loss=lambda projections: 0.0)
+    with pytest.raises(ValueError, match="set it as Objective.object_loss"):
+        losses.Objective(global_loss=losses.object_contrastive_all)
