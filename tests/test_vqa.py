@@ -1,15 +1,9 @@
-"""The VQA linear probe and its exact ranking metrics."""
+"""The VQA linear probe and its ranking metrics (scikit-learn's, checked on hand-made cases)."""
 
 import numpy as np
 import pytest
 
-from osc_tf.evaluation.vqa import (
-    average_precision,
-    linear_probe,
-    precision_recall_curve,
-    roc_auc,
-    roc_curve,
-)
+from osc_tf.evaluation.vqa import average_precision, linear_probe, roc_auc
 
 # ---------------------------------------------------------------- ranking metrics
 
@@ -25,13 +19,8 @@ def test_hand_computed_ap_and_auroc():
 
 def test_ties_form_one_threshold():
     scores, targets = np.array([0.5, 0.5, 0.2]), np.array([1, 0, 1])
-    precision, recall = precision_recall_curve(targets, scores)
-    np.testing.assert_allclose(precision, [1 / 2, 2 / 3])
-    np.testing.assert_allclose(recall, [1 / 2, 1])
+    # precisions 1/2 at recall 1/2 (the tied pair), 2/3 at recall 1
     assert average_precision(targets, scores) == pytest.approx(7 / 12)
-    fpr, tpr = roc_curve(targets, scores)
-    np.testing.assert_allclose(fpr, [0, 1, 1])
-    np.testing.assert_allclose(tpr, [0, 1 / 2, 1])
     assert roc_auc(targets, scores) == pytest.approx(1 / 4)  # the tied pair counts 1/2
 
 
@@ -122,7 +111,7 @@ def test_probe_rejects_bad_inputs():
 def test_gin_names_configure_the_probe():
     import gin
 
-    import osc_tf.configurables  # noqa: F401
+    import osc_tf.evaluation.run  # noqa: F401  (registers linear_probe)
 
     gin.parse_config("linear_probe.num_steps = 7\nlinear_probe.train_fraction = 0.5")
     try:

@@ -12,10 +12,11 @@ import io
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from sklearn.metrics import precision_recall_curve, roc_curve
 
 from osc_tf.data.augment import IMAGENET_MEAN, IMAGENET_STD, denormalize
 from osc_tf.evaluation.segmentation import upsample_attention
-from osc_tf.evaluation.vqa import ProbeResult, precision_recall_curve, roc_curve
+from osc_tf.evaluation.vqa import ProbeResult
 
 CELL_INCHES = 1.5  # side of one panel of the segmentation grid
 DPI = 80
@@ -181,16 +182,17 @@ def probe_figure(result: ProbeResult) -> bytes:
     fig = Figure(figsize=(13.5, 4))
     pr_ax, roc_ax, loss_ax = fig.subplots(1, 3)
     fig.subplots_adjust(left=0.05, right=0.98, bottom=0.14, top=0.9, wspace=0.3)
-    weight = np.where(result.targets, result.pos_weight, 1.0)
+    targets, scores = result.targets.ravel(), result.scores.ravel()
+    weight = np.where(targets, result.pos_weight, 1.0)
     for name, w, key in (
         ("unweighted", None, ""),
         (f"positives ×{result.pos_weight:g}", weight, "_weighted"),
     ):
-        precision, recall = precision_recall_curve(result.targets, result.scores, w)
+        precision, recall, _ = precision_recall_curve(targets, scores, sample_weight=w)
         pr_ax.step(
             recall, precision, where="post", label=f"{name}, AP {result.metrics['ap' + key]:.3f}"
         )
-    fpr, tpr = roc_curve(result.targets, result.scores)
+    fpr, tpr, _ = roc_curve(targets, scores)
     roc_ax.plot(fpr, tpr, label=f"AUROC {result.metrics['auroc']:.3f}")
     roc_ax.plot([0, 1], [0, 1], color="gray", linestyle=":", linewidth=1)
     pr_ax.axhline(result.metrics["base_rate"], color="gray", linestyle=":", linewidth=1)

@@ -1,4 +1,4 @@
-"""The VQA linear probe and exact ranking metrics (average precision, ROC AUC).
+"""The VQA linear probe and its ranking metrics (scikit-learn's average precision, ROC AUC).
 
 The probe reads frozen features and predicts the 96 binary "is there a (size,
 colour, material, shape) object" answers of an image:
@@ -31,60 +31,31 @@ import functools
 import keras
 import numpy as np
 import tensorflow as tf
-
-
-def _ranked_counts(
-    targets: np.ndarray, scores: np.ndarray, sample_weight: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cumulative weighted true / false positives at each distinct score, highest first."""
-    targets = np.asarray(targets, bool).ravel()
-    scores = np.asarray(scores, np.float64).ravel()
-    weight = np.ones_like(scores) if sample_weight is None else np.asarray(sample_weight).ravel()
-    order = np.argsort(-scores, kind="stable")
-    scores, targets, weight = scores[order], targets[order], weight[order]
-    last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]  # end of each tie block
-    tps = np.cumsum(weight * targets)[last]
-    fps = np.cumsum(weight * ~targets)[last]
-    return scores[last], tps, fps
-
-
-def precision_recall_curve(
-    targets: np.ndarray, scores: np.ndarray, sample_weight: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Precision and recall when predicting positive every score >= each distinct score.
-
-    Returns ``(precision, recall)``, from the highest threshold down (recall rising).
-    """
-    _, tps, fps = _ranked_counts(targets, scores, sample_weight)
-    return tps / (tps + fps), tps / tps[-1] if tps[-1] > 0 else np.full_like(tps, np.nan)
-
-
-def roc_curve(
-    targets: np.ndarray, scores: np.ndarray, sample_weight: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """False and true positive rates ``(fpr, tpr)`` from (0, 0) through every distinct score."""
-    _, tps, fps = _ranked_counts(targets, scores, sample_weight)
-    fpr = np.r_[0.0, fps / fps[-1]] if fps[-1] > 0 else np.full(len(fps) + 1, np.nan)
-    tpr = np.r_[0.0, tps / tps[-1]] if tps[-1] > 0 else np.full(len(tps) + 1, np.nan)
-    return fpr, tpr
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 
 def average_precision(
     targets: np.ndarray, scores: np.ndarray, sample_weight: np.ndarray | None = None
 ) -> float:
-    """``Σ_n (R_n − R_{n−1}) P_n`` over distinct thresholds (no interpolation), as
-    scikit-learn's ``average_precision_score``; NaN without positives."""
-    precision, recall = precision_recall_curve(targets, scores, sample_weight)
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    """scikit-learn's ``average_precision_score`` over every entry (micro); NaN without
+    positives (scikit-learn returns 0 there)."""
+    targets = np.ravel(targets).astype(bool)
+    if not targets.any():
+        return float("nan")
+    weight = None if sample_weight is None else np.ravel(sample_weight)
+    return float(average_precision_score(targets, np.ravel(scores), sample_weight=weight))
 
 
 def roc_auc(
     targets: np.ndarray, scores: np.ndarray, sample_weight: np.ndarray | None = None
 ) -> float:
-    """Area under the ROC curve (trapezoids; a tie between a positive and a
-    negative counts one half); NaN without positives or negatives."""
-    fpr, tpr = roc_curve(targets, scores, sample_weight)
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    """scikit-learn's ``roc_auc_score`` over every entry (a positive tied with a negative
+    counts one half); NaN without positives or negatives."""
+    targets = np.ravel(targets).astype(bool)
+    if targets.all() or not targets.any():
+        return float("nan")
+    weight = None if sample_weight is None else np.ravel(sample_weight)
+    return float(roc_auc_score(targets, np.ravel(scores), sample_weight=weight))
 
 
 def probe_logits(features: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
