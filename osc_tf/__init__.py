@@ -16,9 +16,9 @@ def load_model(workdir: str, checkpoint: str | None = None):
     ``runs/a/operative_config.gin`` and restores the newest checkpoint (or
     ``checkpoint``: a prefix such as ``runs/a/checkpoints/ckpt-5000``). Works the
     same for training runs and for the original's weights imported with
-    ``scripts/import_original.py``. ``osc_tf.factories.load`` also returns the data,
+    ``scripts/import_original.py``. ``osc_tf.training.load`` also returns the data,
     seed and step. Parses the workdir's gin configuration (gin's global state).
     """
-    from osc_tf.factories import load  # TensorFlow is imported here, not by `import osc_tf`
+    from osc_tf.training import load  # TensorFlow is imported here, not by `import osc_tf`
 
     return load(workdir, checkpoint)["model"]

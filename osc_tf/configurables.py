@@ -1,24 +1,50 @@
-"""The ONE place where osc_tf classes and functions are registered with gin.
+"""The gin names of the library, and ``register``, the one way osc_tf registers a name.
 
 Library code stays plain Python (``@gin.configurable`` on a Keras 3 Layer
 subclass crashes, and ``import gin.tf`` fails on TF 2.21); gin files and
-``--gin_param`` refer to the names registered here, e.g. ``ViT.embed_dim = 64``
-or ``ObjectCentricModel.queries = @LearnedQueries()``. Registered copies carry
-the bindings: library code that needs a configured object fetches it with
+``--gin_param`` refer to registered names, e.g. ``ViT.embed_dim = 64`` or
+``ObjectCentricModel.queries = @LearnedQueries()``. Registered copies carry the
+bindings: code that needs a configured object fetches it with
 ``gin.get_configurable(name)`` (the original functions and classes ignore gin).
 
-Importing this module registers everything; ``osc_tf.config.parse`` does it.
+Importing this module registers the library below the training loop: layers,
+the model, losses, schedules, data and optimizers. It imports nothing above
+them (no training, evaluation, export or matplotlib). The names of a run are
+registered by the modules that run them: ``train`` by ``osc_tf.training``;
+``evaluate``, ``linear_probe``, ``SegmentationMetrics`` and
+``segmentation_figures`` by ``osc_tf.evaluation.run``. ``REGISTERED`` lists what
+is registered so far (``osc_tf.config`` checks and describes bindings with it).
 """
+
+from collections.abc import Callable, Sequence
 
 import gin
 import keras
 
-from osc_tf import losses, model, schedules, training
+from osc_tf import losses, model, schedules
 from osc_tf.data import augment, pipelines
-from osc_tf.evaluation import figures, run, segmentation, vqa
 from osc_tf.layers import decoders, heads, queries, slot_attention, vit
 
-_REGISTERED = (
+#: Every name registered with gin by osc_tf: name -> the plain function or class.
+REGISTERED: dict[str, Callable] = {}
+
+
+def register(obj: Callable, name: str | None = None, allowlist: Sequence[str] | None = None):
+    """Registers ``obj`` with gin as ``name`` (default: its ``__name__``), once.
+
+    Registering the same object again under the same name does nothing; another
+    object under a taken name is an error.
+    """
+    name = name or obj.__name__
+    if name in REGISTERED:
+        if REGISTERED[name] is not obj:
+            raise ValueError(f"the gin name {name!r} is already registered for {REGISTERED[name]}")
+        return
+    gin.external_configurable(obj, name=name, allowlist=allowlist)
+    REGISTERED[name] = obj
+
+
+for _obj in (
     # data (osc_tf.data)
     pipelines.MultiObjectData,
     augment.TwoViewAugment,
@@ -42,28 +68,10 @@ _REGISTERED = (
     losses.object_contrastive_image,
     losses.object_similarity,
     losses.Objective,
-    # optimisation and training (osc_tf.training): ``train.optimizer = @AdamW``
-    # (the class; train passes the learning-rate schedule).
-    training.train,
+    # optimisation: ``train.optimizer = @AdamW`` (the class; train passes the schedule).
     schedules.WarmupDecay,
     keras.optimizers.AdamW,
     keras.optimizers.Adam,
     keras.optimizers.SGD,
-    # evaluation (osc_tf.evaluation); gin/eval/original.gin is the original study's
-    # protocol. ``evaluate`` is registered below with only its protocol parameters.
-    vqa.linear_probe,
-    segmentation.SegmentationMetrics,
-    figures.segmentation_figures,
-)
-
-for _obj in _REGISTERED:
-    gin.external_configurable(_obj, name=_obj.__name__)
-
-# ``evaluate.*`` names the protocol, picks the scored attention step and the headline
-# AP; its other parameters are set by the caller (``evaluate_run``), so binding them
-# would have no effect and is refused.
-gin.external_configurable(
-    run.evaluate,
-    name="evaluate",
-    allowlist=["num_figures", "protocol", "attention_step", "headline_ap"],
-)
+):
+    register(_obj)

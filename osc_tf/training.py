@@ -1,4 +1,7 @@
-"""The training loop: ``train()`` is what ``scripts/train.py`` runs.
+"""The training loop, ``train()``, and reloading a trained run, ``load()``.
+
+``train`` is what ``scripts/train.py`` runs; this module registers it with gin
+(``train.num_steps = ...``), so import it before parsing a run's configuration.
 
 Resume order: (1) the newest checkpoint in ``workdir/checkpoints`` (same step,
 same optimizer state, same data position); else (2) the model weights of
@@ -23,14 +26,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from osc_tf import config, distribute
-from osc_tf.checkpoints import Checkpoints
+from osc_tf import config, configurables, distribute
+from osc_tf.checkpoints import Checkpoints, resolve_checkpoint, restore_model
 from osc_tf.console import Console
 from osc_tf.data.augment import denormalize
 from osc_tf.evaluation.figures import attention_figure
 from osc_tf.evaluation.run import check_configured_protocol, evaluate_run
 from osc_tf.export import export_model
-from osc_tf.factories import build_data, build_model
+from osc_tf.factories import build_data, build_model, train_parameter
 from osc_tf.preemption import PreemptionFlag
 from osc_tf.run_info import write_run_info
 from osc_tf.schedules import WarmupDecay
@@ -251,3 +254,27 @@ def _figure(writer, net, data, step: int) -> None:
     with writer.as_default(step=step):
         tf.summary.image("slot_attention", tf.image.decode_png(png)[None])
     writer.flush()
+
+
+def load(workdir: str, checkpoint: str | None = None, gin_params=()) -> dict:
+    """Re-creates a run's model (restored weights), data and seed from its workdir.
+
+    Args:
+        workdir: a training run's directory.
+        checkpoint: a checkpoint prefix; default the workdir's newest.
+        gin_params: extra bindings applied after the stored configuration.
+
+    Returns:
+        ``{"model", "data", "seed", "step", "checkpoint"}``.
+    """
+    config.read_workdir(workdir, gin_params)
+    seed = train_parameter("seed", 0)
+    data = build_data()
+    model = build_model(seed, data.crop_size)
+    path = resolve_checkpoint(checkpoint or workdir)
+    restore_model(model, path)
+    step = int(tf.train.load_checkpoint(path).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+    return {"model": model, "data": data, "seed": seed, "step": step, "checkpoint": path}
+
+
+configurables.register(train)

@@ -14,21 +14,10 @@ Writes metrics.json, figures/ and TensorBoard events to the workdir.
 
 import argparse
 import json
-import os
 import sys
 
-from osc_tf import config, factories
+from osc_tf import config, factories, training
 from osc_tf.evaluation.run import DEFAULT_PROTOCOL, evaluate_run
-
-
-def _include(path: str) -> str:
-    """A gin ``include`` of ``path`` (relative to the working directory or the repository)."""
-    for candidate in (path, os.path.join(config.REPO_ROOT, path)):
-        if os.path.isfile(candidate):
-            return f"include {os.path.abspath(candidate)!r}"
-    raise config.ConfigError(
-        f"gin file not found: {path!r} (looked in {os.getcwd()!r} and {config.REPO_ROOT!r})"
-    )
 
 
 def main(argv=None) -> int:
@@ -50,10 +39,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        bindings = [_include(path) for path in args.gin_file] + args.gin_param
+        bindings = [f"include {config.resolve(path)!r}" for path in args.gin_file]
     except config.ConfigError as e:
         parser.error(str(e))
-    run = factories.load(args.workdir, args.checkpoint, bindings)
+    run = training.load(args.workdir, args.checkpoint, bindings + args.gin_param)
     payload = evaluate_run(
         run["model"],
         run["data"],

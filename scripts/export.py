@@ -12,7 +12,7 @@ the workdir's operative_config.gin and its newest checkpoint (or --checkpoint).
 import argparse
 import sys
 
-from osc_tf import factories
+from osc_tf import training
 from osc_tf.export import export_model
 
 
@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", help="checkpoint prefix (default: the newest)")
     args = parser.parse_args(argv)
 
-    run = factories.load(args.workdir, args.checkpoint)
+    run = training.load(args.workdir, args.checkpoint)
     path = export_model(run["model"], args.workdir, run["data"].crop_size, out=args.out)
     print(f"exported step {run['step']} ({run['checkpoint']}) to {path}")
     return 0

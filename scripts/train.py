@@ -22,7 +22,7 @@ import sys
 
 import gin
 
-from osc_tf import config
+from osc_tf import config, training
 
 PREEMPTED = 75  # EX_TEMPFAIL: stopped at a checkpoint; re-running resumes
 
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
         print(config.describe())
         return 0
 
-    result = gin.get_configurable("train")()
+    result = gin.get_configurable(training.train)()
     return {"finished": 0, "preempted": PREEMPTED}.get(result["status"], 1)
 
 

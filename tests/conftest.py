@@ -16,7 +16,7 @@ import types  # noqa: E402
 import gin  # noqa: E402
 import pytest  # noqa: E402
 
-from osc_tf import config  # noqa: E402
+from osc_tf import config, training  # noqa: E402, F401  (training registers `train`)
 from osc_tf.data import pipelines  # noqa: E402
 
 #: The dataset of gin/tests/tiny.gin: 40 scenes of 48x64 (splits 28 / 6 / 6), 32x32 crops.

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from osc_tf import config, distribute
+from osc_tf import config, distribute, training  # noqa: F401  (registers `train`)
 from osc_tf.factories import build_model
 from osc_tf.losses import Objective
 

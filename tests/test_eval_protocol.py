@@ -166,8 +166,8 @@ def test_bad_protocol_settings_fail_clearly(kwargs, message):
     settings = {"protocol": "osc_tf", "attention_step": -1, "headline_ap": "ap"} | kwargs
     with pytest.raises(ValueError, match=message):
         run.check_protocol(**settings)
-    config.parse([], [f"evaluate.{k} = {v!r}" for k, v in kwargs.items()])
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message):  # a wrong type fails at parse time
+        config.parse([], [f"evaluate.{k} = {v!r}" for k, v in kwargs.items()])
         run.check_configured_protocol()
 
 

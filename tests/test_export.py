@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from osc_tf import config, factories
+from osc_tf import config, factories, training
 from osc_tf.data.pipelines import preprocess_for_inference
 from osc_tf.export import export_model
 from scripts import evaluate as evaluate_script
@@ -61,7 +61,7 @@ def expected_masks(attention: np.ndarray, height: int, width: int) -> np.ndarray
 
 
 def test_export_reloads_in_a_fresh_process_with_the_models_outputs(tiny_run, tmp_path):
-    run = factories.load(tiny_run.workdir)  # weights from the checkpoint, not the live run
+    run = training.load(tiny_run.workdir)  # weights from the checkpoint, not the live run
     model, crop = run["model"], run["data"].crop_size
     images = images_uint8()
     outputs = {k: v.numpy() for k, v in model(preprocess_for_inference(images, crop)).items()}

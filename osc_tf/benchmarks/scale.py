@@ -48,7 +48,7 @@ def _role(args) -> int:
     """One process of the benchmark: optional agreement timing, then train()."""
     import gin
 
-    from osc_tf import config, distribute
+    from osc_tf import config, distribute, training  # noqa: F401  (registers `train`)
 
     config.parse(["gin/tests/tiny.gin"], _params(args, args.workdir))
     report = {}

@@ -12,6 +12,8 @@ step is scored, the headline AP), ``SegmentationMetrics.*``, ``linear_probe.*``
 and the test-time options of ``MultiObjectData``. The defaults are this
 project's protocol ``"osc_tf"``; gin/eval/original.gin sets the original study's.
 ``metrics.json`` records the settings used; init metrics are cached per protocol.
+This module registers those gin names (``evaluate`` with its protocol parameters
+only: the others are set by ``evaluate_run``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from osc_tf import configurables
 from osc_tf.evaluation import figures
 from osc_tf.evaluation.segmentation import SegmentationMetrics
 from osc_tf.evaluation.vqa import linear_probe
@@ -320,3 +323,13 @@ def evaluate_run(
             tf.summary.image(figure, tf.image.decode_png(png)[None])
     writer.flush()
     return payload
+
+
+for _obj in (linear_probe, SegmentationMetrics, figures.segmentation_figures):
+    configurables.register(_obj)
+# ``evaluate.*`` names the protocol, picks the scored attention step and the headline
+# AP; its other parameters are set by the caller (``evaluate_run``), so binding them
+# would have no effect and is refused.
+configurables.register(
+    evaluate, allowlist=["num_figures", "protocol", "attention_step", "headline_ap"]
+)

@@ -164,7 +164,7 @@ def import_checkpoint(
         info["original_config"] = os.path.abspath(hydra_path)
     info["bindings"] = bindings
 
-    from osc_tf import config
+    from osc_tf import config, training  # noqa: F401  (registers `train`: gin/train.gin binds it)
 
     with tempfile.TemporaryDirectory() as tmp:
         translated = os.path.join(tmp, "original_config.gin")

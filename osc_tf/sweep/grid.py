@@ -107,14 +107,6 @@ def parse_axis(text: str) -> Axis:
     return axis
 
 
-def _absolute(path: str) -> str:
-    """A gin file's absolute path: relative to the working directory, else to the repository."""
-    for candidate in (path, os.path.join(config.REPO_ROOT, path)):
-        if os.path.exists(candidate):
-            return os.path.abspath(candidate)
-    raise config.ConfigError(f"gin file not found: {path!r}")
-
-
 def plan(
     gin_files: Sequence[str],
     gin_params: Sequence[str],
@@ -135,7 +127,7 @@ def plan(
     if len(set(keys)) != len(keys):
         raise ValueError(f"two --grid axes have the same key: {keys}")
     sweep_dir = os.path.abspath(sweep_dir)
-    base_files = [_absolute(f) for f in gin_files]
+    base_files = [config.resolve(f) for f in gin_files]
     runs, names = [], set()
     for index, choice in enumerate(itertools.product(*(a.values for a in axes))):
         pairs = list(zip(axes, choice, strict=True))
@@ -144,7 +136,7 @@ def plan(
             raise ValueError(f"two runs of the sweep would share the workdir name {name!r}")
         names.add(name)
         workdir = os.path.join(sweep_dir, name)
-        files = base_files + [_absolute(v) for a, v in pairs if a.files]
+        files = base_files + [config.resolve(v) for a, v in pairs if a.files]
         params = list(gin_params) + [f"{a.key} = {v}" for a, v in pairs if not a.files]
         params.append(f"train.workdir = {workdir!r}")
         overrides = {a.key: v for a, v in pairs}

@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 import gin
 import submitit
 
-from osc_tf import config
+from osc_tf import config, training  # noqa: F401  (training registers `train`)
 from osc_tf.sweep.grid import Run
 
 log = logging.getLogger("osc_tf")
