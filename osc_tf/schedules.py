@@ -14,11 +14,14 @@ so that one gin preset works for any budget::
 
 In gin: ``train.lr_schedule = @WarmupDecay`` (the class, not an instance) and
 ``WarmupDecay.peak_lr = 7e-4`` etc.; ``train`` calls it with ``total_steps``.
+
+Warm-up and cosine decay are Keras' ``CosineDecay`` (``warmup_target``,
+``warmup_steps``, ``alpha = end_lr / peak_lr``), which holds ``end_lr`` after its
+decay steps as this schedule does; Keras has no warm-up before an exponential
+(geometric) decay, so that one is written here.
 """
 
 from __future__ import annotations
-
-import math
 
 import keras
 from keras import ops
@@ -73,6 +76,15 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.decay_fraction = None if decay_fraction is None else float(decay_fraction)
         self.start_factor = float(start_factor)
         self.decay = decay
+        self._cosine = None
+        if decay == "cosine":
+            self._cosine = keras.optimizers.schedules.CosineDecay(
+                initial_learning_rate=self.start_factor * self.peak_lr,
+                decay_steps=max(self.decay_steps, 1),
+                alpha=self.end_lr / self.peak_lr if self.peak_lr else 0.0,
+                warmup_target=self.peak_lr,
+                warmup_steps=self.warmup_steps,
+            )
 
     @property
     def warmup_steps(self) -> int:
@@ -85,20 +97,16 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         return int(round(self.decay_fraction * self.total_steps))
 
     def __call__(self, step):
+        if self._cosine is not None:
+            return self._cosine(step)
         step = ops.cast(step, "float32")
         warmup = float(self.warmup_steps)
-        decay_steps = float(max(self.decay_steps, 1))
         # Warm-up: linear from start_factor·peak at step 0 to peak at step `warmup`.
         warm_progress = ops.clip(step / max(warmup, 1.0), 0.0, 1.0)
         warm_lr = self.peak_lr * (self.start_factor + (1.0 - self.start_factor) * warm_progress)
         # Decay: progress 0 → 1 over decay_steps, then held at 1 (constant end_lr).
-        progress = ops.clip((step - warmup) / decay_steps, 0.0, 1.0)
-        if self.decay == "cosine":
-            decay_lr = self.end_lr + (self.peak_lr - self.end_lr) * 0.5 * (
-                1.0 + ops.cos(math.pi * progress)
-            )
-        else:
-            decay_lr = self.peak_lr * ops.power(self.end_lr / self.peak_lr, progress)
+        progress = ops.clip((step - warmup) / float(max(self.decay_steps, 1)), 0.0, 1.0)
+        decay_lr = self.peak_lr * ops.power(self.end_lr / self.peak_lr, progress)
         return ops.where(step < warmup, warm_lr, decay_lr)
 
     def get_config(self) -> dict:
