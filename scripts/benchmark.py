@@ -4,7 +4,7 @@
     python scripts/benchmark.py matching    # in-graph Hungarian vs scipy
     python scripts/benchmark.py train       # full training step, images/s and peak RSS
 
-Each subject lives in ``osc_tf/benchmarks/<subject>.py`` and takes its own flags
+Each subject lives in ``scripts/benchmarks/<subject>.py`` and takes its own flags
 (``python scripts/benchmark.py <subject> --help``). Record results with the
 machine and the command in docs/benchmarks.md.
 """
@@ -13,15 +13,15 @@ import importlib
 import pkgutil
 import sys
 
-import osc_tf.benchmarks
+import benchmarks  # scripts/benchmarks/, beside this file (sys.path[0] when run as a script)
 
 
 def main(argv: list[str]) -> int:
-    subjects = sorted(m.name for m in pkgutil.iter_modules(osc_tf.benchmarks.__path__))
+    subjects = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__))
     if not argv or argv[0] not in subjects:
         print(f"usage: benchmark.py {{{','.join(subjects)}}} [flags]", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"osc_tf.benchmarks.{argv[0]}")
+    module = importlib.import_module(f"benchmarks.{argv[0]}")
     return module.main(argv[1:]) or 0
 
 

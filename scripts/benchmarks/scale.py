@@ -81,7 +81,7 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _launch(args, role_args: list[str], env: dict) -> subprocess.Popen:
-    command = [sys.executable, "-m", "osc_tf.benchmarks.scale", "--role", *role_args]
+    command = [sys.executable, os.path.abspath(__file__), "--role", *role_args]
     command += [f"--{k}={v}" for k, v in (("steps", args.steps), ("batch_size", args.batch_size))]
     command += [f"--repeats={args.repeats}", f"--data_dir={args.data_dir}"]
     command += [a for p in args.gin_param for a in ("--gin_param", p)]

@@ -23,13 +23,10 @@ TensorFlow itself; each row runs in its own process so that peaks do not mix.
 import argparse
 import json
 import os
-import pathlib
 import resource
 import subprocess
 import sys
 import time
-
-REPO = pathlib.Path(__file__).resolve().parents[2]
 
 # name -> (description, batch size, extra gin files, extra gin bindings, precision, XLA)
 ROWS = {
@@ -69,14 +66,13 @@ def measure(row: str, steps: int, warmup: int, image_size: int) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    import osc_tf.configurables  # noqa: F401  (registers the gin names)
+    from osc_tf import config
     from osc_tf.factories import build_model
     from osc_tf.training import _distributed
 
     _, batch_size, files, bindings, precision, xla = ROWS[row]
-    gin.add_config_file_search_path(str(REPO))
     # The original study's defaults; only its model, losses and optimizer are used here.
-    gin.parse_config_files_and_bindings(["gin/train.gin", *files], bindings)
+    config.parse(["gin/train.gin", *files], bindings)
     keras.mixed_precision.set_global_policy(precision)
     strategy = tf.distribute.get_strategy()
     model = build_model(0, image_size)
@@ -168,12 +164,11 @@ def main(argv: list[str]) -> int:
         f"{'row':10s} {'configuration':30s} {'batch':>5s} {'first s':>8s} {'ms/step':>8s} "
         f"{'range ms':>11s} {'images/s':>9s} {'peak RSS GB':>11s}"
     )
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     for row in rows:
         cmd = [
             sys.executable,
-            "-m",
-            "osc_tf.benchmarks.train",
+            os.path.abspath(__file__),
             "--only",
             row,
             "--steps",
@@ -183,7 +178,7 @@ def main(argv: list[str]) -> int:
             "--image_size",
             str(args.image_size),
         ]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if done.returncode:
             tail = (done.stderr.strip().splitlines() or ["?"])[-1]
             print(f"{row:10s} failed: {tail}")

@@ -12,29 +12,24 @@ Prints compile time (first call) and images/s over ``--steps`` timed calls.
 """
 
 import argparse
-import pathlib
 import time
 
 import gin
 import numpy as np
 import tensorflow as tf
 
-import osc_tf.configurables  # noqa: F401  (registers the gin names)
-
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from osc_tf import config
 
 
 def build(queries: str, obj_fn: str):
     """The default model with the given queries and object function (gin/model files)."""
-    gin.add_config_file_search_path(str(REPO))
     files = [
         "gin/model/default.gin",
         f"gin/model/queries/{queries}.gin",
         f"gin/model/obj_fn/{obj_fn}.gin",
     ]
-    gin.clear_config()
     try:
-        gin.parse_config_files_and_bindings(files, [], finalize_config=False)
+        config.parse(files)
         return gin.get_configurable("ObjectCentricModel")()
     finally:
         gin.clear_config()

@@ -1,1 +1,0 @@
-"""Benchmarks run by scripts/benchmark.py: one module per subject, each with main(argv)."""
