@@ -15,7 +15,9 @@ of a run), so a command imports what it runs before it parses.
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import inspect
+import logging
 import os
 import types
 import typing
@@ -26,8 +28,9 @@ import gin
 from osc_tf.configurables import REGISTERED
 
 #: gin files and their includes (``include 'gin/model/default.gin'``) are found
-#: relative to the working directory first, then relative to this folder.
-GIN_BASE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: relative to the working directory first, then relative to this folder: the
+#: package, which holds the configuration files in ``gin/`` (package data).
+GIN_BASE = os.path.dirname(os.path.abspath(__file__))
 CONFIG_FILE = "operative_config.gin"
 
 
@@ -58,15 +61,39 @@ def parse(gin_files: Sequence[str] = (), gin_params: Sequence[str] = ()) -> None
         _search_path_added.append(GIN_BASE)
     for path in [resolve(f) for f in gin_files]:
         try:
-            gin.parse_config_file(path)
+            with _quiet_search():
+                gin.parse_config_file(path)
         except (ValueError, SyntaxError, ImportError, OSError, TypeError) as e:
             raise ConfigError(f"in gin file {path!r}: {_one_line(e)}") from e
     for binding in gin_params:
         try:
-            gin.parse_config(binding)
+            with _quiet_search():
+                gin.parse_config(binding)
         except (ValueError, SyntaxError, ImportError, TypeError) as e:
             raise ConfigError(f"in --gin_param {binding!r}: {_one_line(e)}") from e
     check_bindings()
+
+
+class _MissedSearchPath(logging.Filter):
+    """Drops gin's error for an ``include 'gin/...'`` not found under the working directory.
+
+    Before it tries the next search path (``GIN_BASE``, where the file is), gin
+    looks for it as a resource of the Python package ``gin`` (gin-config itself)
+    and logs ``Path not found`` on the root logger.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == "Path not found: %s" and str(record.args[0]).startswith("gin/"))
+
+
+@contextlib.contextmanager
+def _quiet_search():
+    root, missed = logging.getLogger(), _MissedSearchPath()
+    root.addFilter(missed)
+    try:
+        yield
+    finally:
+        root.removeFilter(missed)
 
 
 def _one_line(error: BaseException) -> str:

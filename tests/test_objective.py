@@ -12,7 +12,7 @@ from osc_tf import (
     losses,
 )
 
-GIN_DIR = pathlib.Path(__file__).resolve().parents[1] / "gin" / "losses"
+GIN_DIR = pathlib.Path(__file__).resolve().parents[1] / "osc_tf" / "gin" / "losses"
 
 
 @pytest.fixture(scope="module")

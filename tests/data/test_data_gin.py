@@ -8,7 +8,7 @@ import pytest
 import osc_tf.configurables  # noqa: F401  (registers the gin names)
 from osc_tf.data import augment, pipelines
 
-GIN = pathlib.Path(__file__).resolve().parents[2] / "gin" / "data"
+GIN = pathlib.Path(__file__).resolve().parents[2] / "osc_tf" / "gin" / "data"
 EXPECTED = {
     "synthetic": ("synthetic", None, 128, "synthetic"),
     "clevr_with_masks": ("clevr_with_masks", None, 128, "clevr_with_masks"),
