@@ -1,10 +1,10 @@
-"""osc_tf: self-supervised global and object-centric representations in Keras 3 / TensorFlow."""
+"""osc_tf: self-supervised global and object-centric representations in Keras 3 / TensorFlow.
 
-import os
-
-# Keras 3 is multi-backend; this project is TensorFlow-native.
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+Importing it changes nothing in the process (no environment variables, no
+matplotlib backend, no TensorFlow import). osc_tf runs on Keras' TensorFlow
+backend, Keras' default: a process configured for another backend sets
+``KERAS_BACKEND=tensorflow`` before importing Keras (the commands do).
+"""
 
 __version__ = "0.1.0"
 

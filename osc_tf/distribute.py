@@ -161,6 +161,16 @@ def slurm_cluster_resolver(port: int | None = None):
     )
 
 
+def device_names(strategy: tf.distribute.Strategy) -> list[str]:
+    """Short names of the devices the strategy computes on, e.g. ``["CPU:0"]``."""
+    try:
+        devices = strategy.extended.worker_devices
+    except RuntimeError:  # the default strategy: TensorFlow's default device
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [(gpus or tf.config.list_logical_devices("CPU"))[0].name]
+    return [d.rsplit("/", 1)[-1].removeprefix("device:") for d in devices]
+
+
 def num_workers(strategy: tf.distribute.Strategy) -> int:
     """Processes taking part in the strategy's collectives (1 on one machine)."""
     resolver = getattr(strategy, "cluster_resolver", None)

@@ -108,6 +108,7 @@ def train(
     chief = distribute.is_chief(strat)
     keras.mixed_precision.set_global_policy(precision)
     data = build_data()
+    data.prepare()  # an unprepared dataset fails now (missing synthetic data is built)
     with strat.scope():
         net = build_model(seed, data.crop_size)
         opt = optimizer(learning_rate=lr_schedule(total_steps=num_steps))
@@ -117,8 +118,19 @@ def train(
         opt.build(net.trainable_variables)
     ckpts = Checkpoints(workdir, net, opt, keep=keep_checkpoints, chief=chief)
     start = ckpts.restore_or_initialize(init_from)
+    console = Console(num_steps, start, log_interval)
     writers = _writers(workdir, chief)
     if chief:
+        console.plan(
+            start,
+            workdir,
+            data=f"{data.builder.builder_config.name}, {data.num_examples_in('train'):,} "
+            f"training images, in {data.builder.data_dir}",
+            model=f"{net.count_params():,} parameters, {data.crop_size}x{data.crop_size} crops",
+            batch=f"{batch_size} images (two views each) per step",
+            devices=f"{strat.num_replicas_in_sync} replica(s) on "
+            + ", ".join(distribute.device_names(strat)),
+        )
         config.write(workdir)
         write_run_info(workdir, seed=seed, start_step=start)
         with writers["train"].as_default(step=start):
@@ -141,7 +153,6 @@ def train(
     )
     step_fn = _distributed(strat, net.train_step)
     val_fn = _distributed(strat, net.test_step)
-    console = Console(num_steps, start, log_interval)
     logs, step, iterator = {}, start, iter(train_ds)
     tick, images_seen = time.perf_counter(), 0
     stop_step = (

@@ -27,55 +27,9 @@ existing non-empty workdir is refused unless ``--overwrite`` (which replaces its
 checkpoints and configuration and keeps its other files).
 """
 
-import argparse
 import sys
 
-from osc_tf.original import BASE_GIN_FILE, ImportFailure, import_checkpoint
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="checkpoint.<epoch>.pth or .npz")
-    parser.add_argument("--workdir", required=True, help="the osc_tf workdir to write")
-    parser.add_argument(
-        "--gin_file", action="append", default=[], help="applied after the original's configuration"
-    )
-    parser.add_argument("--gin_param", action="append", default=[], help="applied last")
-    parser.add_argument("--base_gin_file", default=BASE_GIN_FILE, help="defaults (gin/train.gin)")
-    parser.add_argument(
-        "--original_config",
-        help="the original run's Hydra config.yaml (default: .hydra/config.yaml or train.yaml "
-        "beside the checkpoint)",
-    )
-    parser.add_argument(
-        "--ignore_original_config", action="store_true", help="configure with gin files only"
-    )
-    parser.add_argument("--step", type=int, help="step to record (default: the checkpoint's)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a workdir's checkpoints")
-    args = parser.parse_args(argv)
-    try:
-        info = import_checkpoint(
-            args.checkpoint,
-            args.workdir,
-            args.gin_file,
-            args.gin_param,
-            base_gin_file=args.base_gin_file,
-            original_config=args.original_config,
-            ignore_original_config=args.ignore_original_config,
-            step=args.step,
-            overwrite=args.overwrite,
-        )
-    except ImportFailure as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    source = info.get("original_config") or "gin"
-    print(
-        f"imported {info['tensors']} tensors ({info['parameters']:,} parameters) from "
-        f"{args.checkpoint} into {info['checkpoint']} at step {info['step']}; "
-        f"architecture from {source}"
-    )
-    return 0
-
+from osc_tf.cli.import_original import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,65 +16,9 @@ checkpoints. Exit status: 0 when every run finished (or was submitted), 75 when
 some were preempted (run again to resume), 1 when some failed.
 """
 
-import argparse
-import logging
 import sys
 
-from osc_tf import config, sweep
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--gin_file", action="append", default=[], help="gin file (repeatable)")
-    p.add_argument("--gin_param", action="append", default=[], help="fixed binding (repeatable)")
-    p.add_argument("--grid", action="append", default=[], help="'KEY=V1,V2' axis (repeatable)")
-    p.add_argument("--sweep_dir", help="directory holding one workdir per run")
-    p.add_argument("--executor", choices=sweep.EXECUTORS, default="local")
-    p.add_argument("--max_parallel", type=int, default=1, help="runs at the same time")
-    p.add_argument("--slurm_partition", help="SLURM partition")
-    p.add_argument("--gpus_per_node", type=int, default=0, help="GPUs per machine of a run")
-    p.add_argument("--nodes", type=int, default=1, help="machines per run (SLURM)")
-    p.add_argument("--time", help="time limit per job, HH:MM:SS or D-HH:MM:SS")
-    p.add_argument("--cpus_per_task", type=int, help="SLURM --cpus-per-task")
-    p.add_argument("--mem", help="SLURM --mem, e.g. 64G")
-    p.add_argument("--max_requeues", type=int, default=20, help="requeues after time limits")
-    p.add_argument("--relaunch_active", action="store_true", help="also runs marked running")
-    p.add_argument("--dry_run", action="store_true", help="check and list the runs, launch nothing")
-    p.add_argument("--summarize", metavar="DIR", help="print DIR's runs as a table + CSV, exit")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("absl").setLevel(logging.ERROR)
-
-    if args.summarize:
-        print(sweep.format_table(sweep.summarize(args.summarize)))
-        return 0
-    if not args.sweep_dir:
-        p.error("--sweep_dir is required (or --summarize DIR)")
-    try:
-        runs = sweep.plan(args.gin_file, args.gin_param, args.grid, args.sweep_dir)
-        if args.dry_run:
-            for run in runs:
-                print(f"{run.name}  ({sweep.check_config(run)} steps)")
-            return 0
-        resources = sweep.Resources(
-            gpus_per_node=args.gpus_per_node,
-            nodes=args.nodes,
-            time=args.time,
-            cpus_per_task=args.cpus_per_task,
-            mem=args.mem,
-            partition=args.slurm_partition,
-            max_requeues=args.max_requeues,
-        )
-        states = sweep.launch(
-            runs, args.executor, args.max_parallel, resources, args.relaunch_active
-        )
-    except (ValueError, config.ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if "failed" in states.values():
-        return 1
-    return 75 if "preempted" in states.values() else 0
-
+from osc_tf.cli.sweep import main
 
 if __name__ == "__main__":
     sys.exit(main())

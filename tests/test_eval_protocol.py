@@ -226,7 +226,7 @@ def test_evaluate_script_gin_file_sets_the_protocol(tiny_run, tmp_path, capsys):
 
 
 def test_evaluate_script_rejects_a_missing_gin_file(tiny_run, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        evaluate_script.main(["--workdir", tiny_run.workdir, "--gin_file", "gin/eval/nope.gin"])
-    assert exit_.value.code == 2
-    assert "gin/eval/nope.gin" in capsys.readouterr().err
+    args = ["--workdir", tiny_run.workdir, "--gin_file", "gin/eval/nope.gin"]
+    assert evaluate_script.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "gin/eval/nope.gin" in err

@@ -210,7 +210,7 @@ class MultiObjectData:
                     raise
             self._prepared = True
             return
-        command = f"python scripts/prepare_data.py --dataset {config.dataset}"
+        command = f"osc-tf-prepare-data --dataset {config.dataset}"
         if config.dataset == tfds_builder.SYNTHETIC:
             command += f" --num_examples {config.num_examples} --height {config.height}"
             command += f" --width {config.width} --seed {config.seed}"

@@ -193,7 +193,7 @@ def test_unprepared_deepmind_data_points_at_prepare_data(tmp_path):
     with pytest.raises(FileNotFoundError) as error:
         data.train(4)
     message = str(error.value)
-    assert "scripts/prepare_data.py --dataset multi_dsprites --variant binarized" in message
+    assert "osc-tf-prepare-data --dataset multi_dsprites --variant binarized" in message
     assert "multi_dsprites_binarized.tfrecords" in message and str(tmp_path) in message
     assert not data.has_vqa and data.num_background == 1 and data.num_entities == 4
     room = pipelines.MultiObjectData("objects_room", "train", data_dir=tmp_path)
@@ -211,7 +211,7 @@ def test_synthetic_data_is_built_when_missing(tmp_path):
     frozen = pipelines.MultiObjectData(
         data_dir=tmp_path / "other", num_examples=10, build_synthetic=False
     )
-    with pytest.raises(FileNotFoundError, match="prepare_data.py --dataset synthetic"):
+    with pytest.raises(FileNotFoundError, match="osc-tf-prepare-data --dataset synthetic"):
         frozen.prepare()
 
 
