@@ -1,8 +1,18 @@
 """Stopping a run at a checkpoint when the process is told to stop (pre-emption).
 
 SIGTERM, SIGINT and SIGUSR2 set a flag that the training loop polls after every
-step; the loop then saves a checkpoint and returns status ``preempted`` (the
-command exits with status 75), and running the same command again resumes.
+step; the workers agree on it (``distribute.any_worker``), the loop saves a
+checkpoint and ``train`` returns status ``preempted`` (the command exits with
+status 75), and running the same command again resumes.
+
+Why not ``tf.distribute.experimental.PreemptionCheckpointHandler``: it supports
+only ``MultiWorkerMirroredStrategy`` and ``TPUStrategy``, not the default strategy
+or ``MirroredStrategy`` that most runs use (one machine); after saving it ends the
+process (``exit_fn``) where ``train`` returns its status to the caller (sweeps run
+it in-process, and a SLURM run re-raises SIGUSR2 for submitit to requeue it); and
+away from GCP it watches only SIGTERM unless given a polling function, which is
+what this flag already is. The saving and the agreement between workers stay in
+the training loop, on every strategy alike.
 """
 
 from __future__ import annotations
