@@ -79,7 +79,10 @@ def test_plan_is_the_product_in_parse_order_with_stable_names(tmp_path):
     assert runs[-1].name == "losses=more_global,ViT.num_layers=2,ViT.pooling=cls"
     first = runs[0]
     assert first.workdir == os.path.join(str(tmp_path), first.name)
-    assert first.gin_files == (TINY, os.path.join(ROOT, "osc_tf", "gin", "losses", "more_objects.gin"))
+    assert first.gin_files == (
+        TINY,
+        os.path.join(ROOT, "osc_tf", "gin", "losses", "more_objects.gin"),
+    )
     assert first.gin_params == (
         "train.seed = 3",
         "ViT.num_layers = 1",
