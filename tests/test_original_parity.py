@@ -150,36 +150,15 @@ def test_best_and_worst_values_are_what_our_losses_reach():
 
 
 def test_collapsed_and_ideal_checks_of_the_original():
-    collapsed, ideal = _global_extremes(4)
-    args = {"rtol": 1e-5, "atol": 1e-6}
-    f32 = np.float32
-    assert_close(
-        "bw_global_check_collapsed",
-        losses.global_contrastive(collapsed.astype(f32)),
-        F["bw_global_check_collapsed"],
-        **args,
-    )
-    assert_close(
-        "bw_global_check_ideal",
-        losses.global_contrastive(ideal.astype(f32)),
-        F["bw_global_check_ideal"],
-        **args,
-    )
-    collapsed, ideal = _object_extremes(3, 5)
-    assert_close(
-        "bw_objects_check_collapsed",
-        losses.object_contrastive_all(collapsed.astype(f32)),
-        F["bw_objects_check_collapsed"],
-        **args,
-    )
-    assert_close(
-        "bw_objects_check_ideal",
-        losses.object_contrastive_all(ideal.astype(f32)),
-        F["bw_objects_check_ideal"],
-        **args,
-    )
-    # ctr_img has no helper in the original; collapsed it gives log(2K - 1).
-    np.testing.assert_allclose(losses.object_contrastive_image(collapsed), np.log(9), rtol=1e-9)
+    global_collapsed, global_ideal = _global_extremes(4)
+    object_collapsed, object_ideal = _object_extremes(3, 5)
+    for name, loss, x in (
+        ("bw_global_check_collapsed", losses.global_contrastive, global_collapsed),
+        ("bw_global_check_ideal", losses.global_contrastive, global_ideal),
+        ("bw_objects_check_collapsed", losses.object_contrastive_all, object_collapsed),
+        ("bw_objects_check_ideal", losses.object_contrastive_all, object_ideal),
+    ):
+        assert_close(name, loss(x.astype(np.float32)), F[name], rtol=1e-5, atol=1e-6)
 
 
 # --- d. slot attention ------------------------------------------------------------------------

@@ -58,6 +58,8 @@ ARCHITECTURES = {
     "backbone(-global_fn-global_proj)-obj_fn-obj_proj": (True, False),
     "backbone-obj_fn(-global_fn-global_proj)-obj_proj": (True, True),
 }
+# The keys of a stack of transformer blocks (the backbone's and the decoder's).
+_BLOCKS = {"num_layers", "num_heads", "block_drop", "block_attn_drop", "drop_path", "mlp_ratio"}
 _KEYS = {
     "model": {
         "architecture",
@@ -68,20 +70,9 @@ _KEYS = {
         "obj_fn",
         "obj_proj",
     },
-    "model.backbone": {
-        "patch_size",
-        "embed_dim",
-        "pos_embed",
-        "pos_embed_dropout",
-        "pos_embed_every_layer",
-        "num_layers",
-        "num_heads",
-        "block_drop",
-        "block_attn_drop",
-        "drop_path",
-        "mlp_ratio",
-        "global_pool",
-    },
+    "model.backbone": _BLOCKS
+    | {"patch_size", "embed_dim", "pos_embed", "pos_embed_dropout", "pos_embed_every_layer"}
+    | {"global_pool"},
     # dropout and out_bias are read by the original's configs but never used by its
     # build_model (it hard-codes dropout 0, no output bias on the projections and a
     # 4·D hidden layer in obj_proj), so they are accepted and ignored here too.
@@ -92,16 +83,7 @@ _KEYS = {
     "model.obj_queries.kmeans_euclidean": {"name", "num_objects"},
     "model.obj_queries.sample": {"name", "num_objects", "num_components"},
     "model.obj_fn.slot-attention": {"name", "hidden_mult", "pos_embed", "num_iters"},
-    "model.obj_fn.cross-attention": {
-        "name",
-        "pos_embed",
-        "num_layers",
-        "num_heads",
-        "block_drop",
-        "block_attn_drop",
-        "drop_path",
-        "mlp_ratio",
-    },
+    "model.obj_fn.cross-attention": _BLOCKS | {"name", "pos_embed"},
 }
 ACTIVATIONS = ("gelu", "relu")
 
