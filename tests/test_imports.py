@@ -141,3 +141,20 @@ def test_lower_levels_import_nothing_above_them(statement, allowed):
     ours = {m for m in modules if m == "osc_tf" or m.startswith("osc_tf.")}
     above = sorted(m for m in ours if m not in allowed and not m.startswith(allowed[1:]))
     assert not above, f"imported above the level: {above}"
+
+
+def test_importing_osc_tf_changes_nothing_in_the_process():
+    code = (
+        "import os, matplotlib\n"
+        "calls, env = [], dict(os.environ)\n"
+        "matplotlib.use = lambda *args, **kwargs: calls.append(args)\n"
+        "import osc_tf, osc_tf.evaluation.figures, osc_tf.training\n"
+        "print(dict(os.environ) == env, calls == [])\n"
+    )
+    unset = ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL")
+    env = {k: v for k, v in os.environ.items() if k not in unset} | {"PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True"]  # no variable set, no backend chosen

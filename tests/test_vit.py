@@ -142,3 +142,17 @@ def test_vit_dropout_is_seeded():
         vit = ViT(8, 16, 1, 2, dropout=0.3, drop_path=0.2, seed=5)
         outs.append(np.array(vit(images, training=True)["tokens"]))
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"embed_dim": 30, "num_heads": 4}, r"ViT.embed_dim = 30, ViT.num_heads = 4: expected"),
+        ({"patch_size": 0}, r"ViT.patch_size = 0: expected an integer >= 1"),
+        ({"drop_path": 1.0}, r"ViT.drop_path = 1.0: expected a rate in \[0, 1\)"),
+        ({"pooling": "max"}, r"ViT.pooling = 'max': expected one of"),
+    ],
+)
+def test_bad_values_name_parameter_value_and_expectation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ViT(**kwargs)

@@ -147,6 +147,8 @@ class MultiObjectData:
         test_mask_resize: str = "nearest",
         test_visibility: str = "crop",
     ):
+        if crop_size < 1:
+            raise ValueError(f"MultiObjectData.crop_size = {crop_size}: expected an integer >= 1")
         for name, value, choices in (
             ("test_mask_resize", test_mask_resize, TEST_MASK_RESIZE),
             ("test_visibility", test_visibility, TEST_VISIBILITY),

@@ -29,6 +29,8 @@ class LearnedQueries(keras.layers.Layer):
 
     def __init__(self, num_slots: int = 11, stddev: float = 0.02, **kwargs):
         super().__init__(**kwargs)
+        if num_slots < 1:
+            raise ValueError(f"LearnedQueries.num_slots = {num_slots}: expected an integer >= 1")
         self.num_slots = num_slots
         self.stddev = stddev
 

@@ -60,6 +60,8 @@ class SlotAttention(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if num_iters < 1:
+            raise ValueError(f"SlotAttention.num_iters = {num_iters}: expected an integer >= 1")
         self.init = initializers.check(init, "SlotAttention.init")
         self.num_iters = num_iters
         self.hidden_mult = hidden_mult

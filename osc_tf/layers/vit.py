@@ -190,7 +190,19 @@ class ViT(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         if pooling not in self.POOLINGS:
-            raise ValueError(f"pooling must be one of {self.POOLINGS}, got {pooling!r}")
+            raise ValueError(f"ViT.pooling = {pooling!r}: expected one of {self.POOLINGS}")
+        for name, value in (("patch_size", patch_size), ("num_layers", num_layers)):
+            if value < 1:
+                raise ValueError(f"ViT.{name} = {value}: expected an integer >= 1")
+        if num_heads < 1 or embed_dim % num_heads:
+            raise ValueError(
+                f"ViT.embed_dim = {embed_dim}, ViT.num_heads = {num_heads}: expected "
+                "embed_dim to be a multiple of num_heads"
+            )
+        rates = (("dropout", dropout), ("attn_dropout", attn_dropout), ("drop_path", drop_path))
+        for name, value in rates:
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"ViT.{name} = {value}: expected a rate in [0, 1)")
         self.patch_size = patch_size
         self.embed_dim = embed_dim
         self.num_layers = num_layers
