@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import gin
 import keras
 
-from osc_tf import losses, model, schedules
+from osc_tf import losses, model, optimizers, schedules
 from osc_tf.data import augment, pipelines
 from osc_tf.layers import decoders, heads, queries, slot_attention, vit
 
@@ -68,8 +68,10 @@ for _obj in (
     losses.object_contrastive_image,
     losses.object_similarity,
     losses.Objective,
-    # optimisation: ``train.optimizer = @AdamW`` (the class; train passes the schedule).
+    # optimisation: ``train.optimizer = @TorchAdamW`` (the class; train passes the
+    # schedule). TorchAdamW is the original's update rule; Keras' own are here too.
     schedules.WarmupDecay,
+    optimizers.TorchAdamW,
     keras.optimizers.AdamW,
     keras.optimizers.Adam,
     keras.optimizers.SGD,

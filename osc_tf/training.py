@@ -34,6 +34,7 @@ from osc_tf.evaluation.figures import attention_figure
 from osc_tf.evaluation.run import check_configured_protocol, evaluate_run
 from osc_tf.export import export_model
 from osc_tf.factories import build_data, build_model, train_parameter
+from osc_tf.optimizers import TorchAdamW
 from osc_tf.preemption import PreemptionFlag
 from osc_tf.run_info import write_run_info
 from osc_tf.schedules import WarmupDecay
@@ -49,7 +50,7 @@ def train(
     batch_size: int = 64,
     seed: int = 0,
     objective: Callable = gin.REQUIRED,
-    optimizer: Callable = keras.optimizers.AdamW,
+    optimizer: Callable = TorchAdamW,
     lr_schedule: Callable = WarmupDecay,
     strategy: str = "auto",
     precision: str = "float32",

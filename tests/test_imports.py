@@ -131,6 +131,7 @@ def _modules_after(statement: str) -> set[str]:
                 "osc_tf.losses",
                 "osc_tf.matching",
                 "osc_tf.schedules",
+                "osc_tf.optimizers",
             ),
         ),
     ],

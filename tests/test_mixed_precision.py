@@ -31,7 +31,12 @@ CASES = {
     "learned": (LearnedQueries, {"num_slots": 4}, (TOKENS,), {}),
     "gaussian": (GaussianQueries, {"num_slots": 4, "num_components": 2}, (TOKENS,), {}),
     "kmeans_euclidean": (KMeansQueries, {"num_slots": 4, "init": "kmeans++"}, (CLUSTERED,), {}),
-    "kmeans_cosine": (KMeansQueries, {"num_slots": 4, "distance": "cosine", "init": "kmeans++"}, (CLUSTERED,), {}),
+    "kmeans_cosine": (
+        KMeansQueries,
+        {"num_slots": 4, "distance": "cosine", "init": "kmeans++"},
+        (CLUSTERED,),
+        {},
+    ),
     "slot_attention": (SlotAttention, {}, (QUERIES, TOKENS), {}),
     "cross_attention": (CrossAttentionDecoder, {"num_heads": 2}, (QUERIES, TOKENS), {}),
     "co_attention": (CoAttentionDecoder, {"num_heads": 2}, (QUERIES, TOKENS), {}),
