@@ -28,11 +28,18 @@ class Console:
         lines += [f"  {name:8s} {text}" for name, text in facts.items()]
         print("\n".join(lines), file=self.stream, flush=True)
 
-    def update(self, step: int, logs: dict) -> None:
-        shown = {k: v for k, v in logs.items() if k.startswith("loss") or k == "learning_rate"}
+    def update(self, step: int, logs: dict | None) -> None:
+        """Progress at ``step``; ``logs`` (None on steps whose outputs were not fetched)."""
         if self.bar is not None:
-            self.bar.update(step, values=list(shown.items()), finalize=step == self.num_steps)
-        elif step % self.log_interval == 0 or step == self.num_steps:
+            shown = {
+                k: v
+                for k, v in (logs or {}).items()
+                if k.startswith("loss") or k == "learning_rate"
+            }
+            self.bar.update(
+                step, values=list(shown.items()) or None, finalize=step == self.num_steps
+            )
+        elif logs is not None and (step % self.log_interval == 0 or step == self.num_steps):
             self._line(step, "train", logs)
 
     def note(self, step: int, what: str, values: dict) -> None:

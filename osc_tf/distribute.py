@@ -171,6 +171,11 @@ def device_names(strategy: tf.distribute.Strategy) -> list[str]:
     return [d.rsplit("/", 1)[-1].removeprefix("device:") for d in devices]
 
 
+def on_gpus(strategy: tf.distribute.Strategy) -> bool:
+    """Whether the strategy computes on GPUs (every device it names is one)."""
+    return all(name.upper().startswith("GPU") for name in device_names(strategy))
+
+
 def num_workers(strategy: tf.distribute.Strategy) -> int:
     """Processes taking part in the strategy's collectives (1 on one machine)."""
     resolver = getattr(strategy, "cluster_resolver", None)

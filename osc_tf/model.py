@@ -177,13 +177,18 @@ class ObjectCentricModel(keras.Model):
         terms = self.objective(outputs)
         return outputs, {k: v for k, v in terms.items() if k.startswith("loss")}
 
-    def train_step(self, data):
+    def train_step(self, data, metrics: bool = True):
         """One optimizer step on a two-view batch; returns losses and health metrics.
+
+        Args:
+            data: ``{"images": [2B, S, S, 3]}`` or the images.
+            metrics: also return ``grad_norm`` and ``param_norm`` (with several
+                replicas the gradient norm costs an all-reduce of its own).
 
         Returns:
             ``loss`` (weighted total), one ``loss_<term>`` per term, ``learning_rate``,
-            ``grad_norm`` (global norm of the gradient of the global-batch loss)
-            and ``param_norm`` (global norm of the trainable weights).
+            and with ``metrics``: ``grad_norm`` (global norm of the gradient of the
+            global-batch loss) and ``param_norm`` (global norm of the trainable weights).
         """
         images = data["images"] if isinstance(data, dict) else data
         variables = self.trainable_variables
@@ -193,6 +198,8 @@ class ObjectCentricModel(keras.Model):
         grads = tape.gradient(scaled, variables)
         learning_rate = ops.convert_to_tensor(self.optimizer.learning_rate, "float32")
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+        if not metrics:
+            return {**losses, "learning_rate": learning_rate}
         return {
             **losses,
             "learning_rate": learning_rate,  # the rate this step used

@@ -15,6 +15,7 @@ stop at. Only the chief process writes summaries, figures, evaluation and export
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -42,6 +43,9 @@ from osc_tf.schedules import WarmupDecay
 log = logging.getLogger("osc_tf")
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+#: Steps between the workers' agreement on a pre-emption stop (one scalar
+#: all-reduce, which waits for the step) when several machines train together.
+PREEMPTION_CHECK_INTERVAL = 10
 
 
 def train(
@@ -54,7 +58,7 @@ def train(
     lr_schedule: Callable = WarmupDecay,
     strategy: str = "auto",
     precision: str = "float32",
-    jit_compile: bool = False,
+    jit_compile: bool | None = None,
     log_interval: int = 50,
     val_interval: int = 500,
     val_batches: int = 4,
@@ -80,7 +84,9 @@ def train(
         lr_schedule: schedule class, called with ``total_steps=num_steps``.
         strategy: ``auto`` | ``default`` | ``mirrored`` | ``multi_worker`` (osc_tf.distribute).
         precision: ``float32`` | ``mixed_bfloat16`` | ``mixed_float16`` (loss scaling).
-        jit_compile: XLA-compile the per-replica forward/backward.
+        jit_compile: XLA-compile the per-replica forward/backward; None (default):
+            on GPUs, not on CPUs (where the CPU kernels of
+            ``osc_tf.layers.cpu_kernels`` are faster than XLA's CPU code).
         log_interval, val_interval, viz_interval, checkpoint_interval: steps between
             console/TensorBoard logs, validation losses, attention figures, checkpoints.
         test_interval: steps between evaluations on the test split (0: only at the end).
@@ -115,6 +121,8 @@ def train(
         opt = optimizer(learning_rate=lr_schedule(total_steps=num_steps))
         if precision == "mixed_float16":
             opt = keras.optimizers.LossScaleOptimizer(opt)
+        if jit_compile is None:
+            jit_compile = distribute.on_gpus(strat)
         net.compile(optimizer=opt, objective=objective, jit_compile_forward=jit_compile)
         opt.build(net.trainable_variables)
     ckpts = Checkpoints(workdir, net, opt, keep=keep_checkpoints, chief=chief)
@@ -152,26 +160,44 @@ def train(
     train_ds = strat.distribute_datasets_from_function(
         lambda ctx: data.train(batch_size, seed=seed, input_context=ctx, start_step=start)
     )
+    # Steps run asynchronously: the host reads the step's outputs (a transfer that
+    # waits for the device) only on the steps that log or checkpoint. With several
+    # replicas the other steps skip the metrics that need their own all-reduce
+    # (the global gradient norm).
     step_fn = _distributed(strat, net.train_step)
+    quiet_fn = step_fn
+    if strat.num_replicas_in_sync > 1:
+        quiet_fn = _distributed(strat, functools.partial(net.train_step, metrics=False))
     val_fn = _distributed(strat, net.test_step)
     logs, step, iterator = {}, start, iter(train_ds)
     tick, images_seen = time.perf_counter(), 0
     stop_step = (
         num_steps if max_steps_per_run is None else min(num_steps, start + max_steps_per_run)
     )
+    preempt_check = 1 if distribute.num_workers(strat) == 1 else PREEMPTION_CHECK_INTERVAL
     with PreemptionFlag() as preempt:
         while step < stop_step:
-            logs = {k: float(v) for k, v in step_fn(next(iterator)).items()}
             step += 1
             images_seen += batch_size
+            last = step == num_steps
+            pause = step == stop_step and not last
+            # Workers agree on a stop every preempt_check steps (an all-reduce).
+            stop = (step % preempt_check == 0 or pause or last) and distribute.any_worker(
+                strat, preempt.raised
+            )
+            checkpoint = _due(step, checkpoint_interval, last) or stop or pause
+            logged = step % log_interval == 0 or last
+            if not (logged or checkpoint):
+                quiet_fn(next(iterator))
+                console.update(step, None)
+                continue
+            logs = fetch(step_fn(next(iterator)))
             if not np.isfinite(logs["loss"]):
                 raise FloatingPointError(
                     f"non-finite loss {logs['loss']} at step {step}; the last good checkpoint "
                     f"is {ckpts.latest or 'none (no checkpoint was written yet)'}"
                 )
-            last = step == num_steps
-            pause = step == stop_step and not last
-            if step % log_interval == 0 or last:
+            if logged:
                 now = time.perf_counter()
                 logs["images_per_second"] = images_seen / max(now - tick, 1e-9)
                 tick, images_seen = now, 0
@@ -183,8 +209,7 @@ def train(
                 console.note(step, "validation", val)
             if chief and _due(step, viz_interval, last):
                 _figure(writers["validation"], net, data, step)
-            stop = distribute.any_worker(strat, preempt.raised)  # all workers stop together
-            if _due(step, checkpoint_interval, last) or stop or pause:
+            if checkpoint:
                 ckpts.save(step)
             if stop or pause:
                 status = "preempted" if stop else "paused"
@@ -203,6 +228,11 @@ def train(
     distribute.barrier(strat)  # other workers wait for the chief's evaluation and export
     console.done(workdir)
     return result
+
+
+def fetch(outputs: dict) -> dict:
+    """The host's copy of a step's outputs: the one place the loop waits for the device."""
+    return {k: float(v) for k, v in outputs.items()}
 
 
 def _due(step: int, interval: int, last: bool) -> bool:

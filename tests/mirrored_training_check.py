@@ -53,9 +53,36 @@ def one_step(strategy, batch_views):
     return logs, [v.numpy() - w for v, w in zip(model.weights, before, strict=True)]
 
 
+def replicas_sample_independently(strategy) -> None:
+    """Training draws (Gaussian query noise, k-means starts) differ between replicas;
+    inference draws (a fixed seed) are the same on both."""
+    from osc_tf.layers.queries import GaussianQueries, KMeansQueries
+
+    tokens = tf.constant(np.random.default_rng(0).normal(size=(3, 16, 8)), tf.float32)
+    with strategy.scope():
+        layers = [GaussianQueries(num_slots=4), KMeansQueries(num_slots=4)]
+        for layer in layers:
+            layer(tokens)
+
+    for layer in layers:
+
+        @tf.function
+        def draw(in_training, layer=layer):
+            return strategy.run(lambda: layer(tokens, training=in_training))
+
+        for in_training in (True, False):
+            a, b = (t.numpy() for t in strategy.experimental_local_results(draw(in_training)))
+            if in_training:
+                assert not np.allclose(a, b), f"{type(layer).__name__}: replicas drew the same"
+            else:
+                np.testing.assert_array_equal(a, b)
+    print("replicas sample independently")
+
+
 def main(data_dir: str) -> int:
     mirrored = distribute.select_strategy("mirrored", cpu_devices=2)
     assert mirrored.num_replicas_in_sync == 2
+    replicas_sample_independently(mirrored)
     config.parse(["gin/tests/tiny.gin"], [f"MultiObjectData.data_dir = {data_dir!r}"])
     data = gin.get_configurable("MultiObjectData")()
     images = next(iter(data.train(4, seed=1)))["images"]  # [8, 32, 32, 3]

@@ -130,3 +130,80 @@ def test_in_xla_context_tells_xla_functions_apart():
     for jit in (False, True):
         tf.function(probe, jit_compile=jit)(tf.constant(1.0))
     assert seen == [False, True]
+
+
+def _graph_op_types(fn, *args):
+    """Op types of the graph ``tf.function(fn)`` traces for ``args`` (nested bodies too)."""
+    graph = tf.function(fn).get_concrete_function(*args).graph
+    types = {op.type for op in graph.get_operations()}
+    for function in graph.as_graph_def().library.function:
+        types |= {node.op for node in function.node_def}
+    return types
+
+
+def test_on_cpu_follows_the_device_scope_and_xla():
+    seen = {}
+
+    def probe(name):
+        def fn(x):
+            seen[name] = cpu_kernels.on_cpu()
+            return x + 1
+
+        return fn
+
+    x = tf.constant(1.0)
+    seen["eager"] = cpu_kernels.on_cpu()  # no GPU on the test machine
+    tf.function(probe("graph"))(x)
+    tf.function(probe("xla"), jit_compile=True)(x)
+
+    def in_scope(device, name):
+        def fn(x):
+            with tf.device(device):
+                return probe(name)(x)
+
+        return fn
+
+    # Graph building records the scope's device; soft placement runs it on the CPU.
+    tf.function(in_scope("/device:GPU:0", "gpu scope"))(x)
+    tf.function(in_scope("/device:CPU:0", "cpu scope"))(x)
+    assert seen == {
+        "eager": True,
+        "graph": True,
+        "xla": False,
+        "gpu scope": False,
+        "cpu scope": True,
+    }
+
+
+def test_off_cpu_the_layers_take_the_fused_path_with_the_same_values():
+    """Under a GPU device scope: no chunked loop, no custom gradients, same values."""
+    from osc_tf.layers.attention import MultiHeadAttention
+    from osc_tf.layers.feedforward import FeedForward
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal((2, 16, 32)), tf.float32)
+    attention, norm, mlp = MultiHeadAttention(4), normalization.LayerNorm(), FeedForward()
+
+    def block(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out, _ = attention(norm(x), training=True, need_weights=False)
+            out = mlp(out)
+            scalar = tf.reduce_sum(out * tf.cos(out))
+        return out, tape.gradient(scalar, x)
+
+    def on(device):
+        def fn(x):
+            with tf.device(device):
+                return block(x)
+
+        return fn
+
+    cpu_out, cpu_grad = tf.function(on("/device:CPU:0"))(x)
+    gpu_out, gpu_grad = tf.function(on("/device:GPU:0"))(x)
+    np.testing.assert_allclose(gpu_out, cpu_out, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gpu_grad, cpu_grad, rtol=1e-4, atol=1e-5)
+    cpu_ops = _graph_op_types(on("/device:CPU:0"), x)
+    gpu_ops = _graph_op_types(on("/device:GPU:0"), x)
+    assert {"StatelessWhile", "IdentityN"} <= cpu_ops, cpu_ops  # chunked loop, custom gradients
+    assert not {"While", "StatelessWhile", "IdentityN"} & gpu_ops, gpu_ops

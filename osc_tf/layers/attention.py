@@ -122,6 +122,13 @@ class MultiHeadAttention(keras.layers.Layer):
             weights = ops.softmax(ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))), axis=-1)
             dropped = self.attn_drop(weights, training=training)  # [B, h, L, M], float32
             out = ops.matmul(ops.cast(dropped, v.dtype), v)  # [B, h, L, D/h]
+        elif not cpu_kernels.on_cpu():
+            weights = None  # fused (XLA / cuDNN): [B, L, h, D/h] in and out
+            out = keras.ops.dot_product_attention(
+                *(ops.transpose(t, (0, 2, 1, 3)) for t in (q, k, ops.cast(v, "float32"))),
+                scale=1.0,  # q is scaled above when self.scale
+            )
+            out = ops.transpose(ops.cast(out, v.dtype), (0, 2, 1, 3))  # [B, h, L, D/h]
         else:
             weights = None  # chunked, never materialised (osc_tf.layers.cpu_kernels)
             merge = lambda t: ops.reshape(t, (-1,) + tuple(ops.shape(t)[2:]))  # noqa: E731

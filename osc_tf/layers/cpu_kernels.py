@@ -15,8 +15,14 @@ backward pass. The functions here have hand-written gradients:
 - ``layer_norm`` and ``gelu`` compute their gradients in a few passes instead
   of the autodiff graph of their forward formulas.
 
+They are CPU kernels: where ops are placed on another device (a GPU, by a
+``tf.device`` scope such as a replica's, or by default when a GPU is visible),
+or built inside an XLA cluster, each function computes its plain formula and
+leaves the fusion to XLA / cuDNN (``on_cpu`` decides; the attention layer then
+calls ``keras.ops.dot_product_attention``).
+
 ``tests/test_cpu_kernels.py`` checks each value and gradient against the autodiff of
-the plain formula. Measured effect: docs/benchmarks.md ("Training step").
+the plain formula, and the dispatch. Measured effect: docs/benchmarks.md ("Training step").
 """
 
 import math
@@ -41,9 +47,24 @@ def attention(q, k, v, recompute: bool = False):
     instead: XLA fuses it by itself (and its CPU compiler crashed on the chunked
     loop when the batch size was unknown at tracing).
     """
-    if in_xla_context():
+    if in_xla_context() or not on_cpu():
         return tf.matmul(tf.nn.softmax(tf.matmul(q, k, transpose_b=True), axis=-1), v)
     return (_recomputing_attention if recompute else _storing_attention)(q, k, v)
+
+
+def on_cpu() -> bool:
+    """Whether ops built now run on a CPU device, outside an XLA cluster.
+
+    The device is the innermost ``tf.device`` scope (a distribution strategy
+    places each replica's ops with one); without a scope, TensorFlow's default
+    placement: a GPU when one is visible.
+    """
+    if in_xla_context():
+        return False
+    device = tf.constant(0.0).device  # the device scope in a graph; the placement eagerly
+    if device:
+        return tf.DeviceSpec.from_string(device).device_type in (None, "CPU")
+    return not tf.config.list_logical_devices("GPU")
 
 
 def in_xla_context() -> bool:
@@ -128,6 +149,9 @@ _recomputing_attention = _chunked_attention(recompute=True)
 
 def layer_norm(x, gamma, beta, epsilon: float):
     """LayerNorm over the last axis: ``(x − mean) / sqrt(var + epsilon) · gamma + beta``."""
+    if not on_cpu():  # autodiff of the formula: XLA fuses it
+        mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+        return (x - mean) * tf.math.rsqrt(variance + epsilon) * gamma + beta
 
     @tf.custom_gradient
     def normalize(x, gamma, beta):
@@ -156,9 +180,13 @@ _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
-@tf.custom_gradient
 def gelu(x):
     """Exact GELU ``x Φ(x)`` with ``Φ`` the standard normal CDF (via erf)."""
+    return _gelu(x) if on_cpu() else tf.nn.gelu(x, approximate=False)
+
+
+@tf.custom_gradient
+def _gelu(x):
     cdf = 0.5 * (1.0 + tf.math.erf(x * _INV_SQRT2))
 
     def grad(dy):

@@ -8,6 +8,11 @@ compiled, so these draws fix the Philox algorithm.
 
 A seed is an ``int`` or an int scalar tensor (a fixed, stateless draw) or a
 ``keras.random.SeedGenerator`` (a new draw per call, e.g. per training step).
+A generator's draws also depend on the replica: under a distribution strategy
+every replica holds the same generator state (a mirrored variable), so the
+replica's id in the sync group is folded into the seed, and replicas sample
+independently (e.g. the query noise of images at the same position of two
+replicas' shards). Fixed seeds give the same numbers on every replica.
 """
 
 import keras
@@ -18,9 +23,16 @@ _ALG = "philox"
 
 def _seed(seed):
     if isinstance(seed, keras.random.SeedGenerator):
-        state = tf.convert_to_tensor(seed.next())
+        state = tf.cast(tf.convert_to_tensor(seed.next()), tf.int64)
+        state += tf.stack([tf.constant(0, tf.int64), tf.cast(replica_id(), tf.int64)])
         return tf.cast(tf.math.floormod(state, 2**31 - 1), tf.int32)
     return tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
+
+
+def replica_id():
+    """This replica's id in its sync group (0 outside a strategy or in cross-replica code)."""
+    context = tf.distribute.get_replica_context()
+    return 0 if context is None else context.replica_id_in_sync_group
 
 
 def normal(shape, seed):
