@@ -1,6 +1,8 @@
 """Images/s and peak RSS of the full training step, one fresh process per configuration.
 
-    python scripts/benchmark.py train                  # the default table (about 5 min)
+    python scripts/benchmark.py train                  # the whole table (about 6 min)
+    python scripts/benchmark.py train --rows default,quickstart   # the two sizes of the
+                                                       # side-by-side with the original
     python scripts/benchmark.py train --only default   # one row
     python scripts/benchmark.py train --steps 10 --rows default,xla
 
@@ -28,9 +30,12 @@ import subprocess
 import sys
 import time
 
-# name -> (description, batch size, extra gin files, extra gin bindings, precision, XLA)
+# name -> (description, batch size, extra gin files, extra gin bindings, precision, XLA,
+#          crop size or None for --image_size)
+_Q = ["ViT.num_layers = 2"]  # the quickstart's backbone (D=64, 4 heads, 2 layers, P=8)
 ROWS = {
-    "default": ("original default", 64, [], [], "float32", False),
+    "default": ("original default", 64, [], [], "float32", False, None),
+    "quickstart": ("quickstart: 64x64, 2 layers", 32, [], _Q, "float32", False, 64),
     "recompute": (
         "attention recomputed",
         64,
@@ -38,13 +43,15 @@ ROWS = {
         ["ViT.recompute_attention = True"],
         "float32",
         False,
+        None,
     ),
-    "xla": ("XLA forward/backward", 64, [], [], "float32", True),
-    "bf16": ("mixed_bfloat16", 64, [], [], "mixed_bfloat16", False),
-    "bf16_xla": ("mixed_bfloat16 + XLA", 64, [], [], "mixed_bfloat16", True),
-    "b16": ("batch 16", 16, [], [], "float32", False),
-    "b32": ("batch 32", 32, [], [], "float32", False),
-    "b128": ("batch 128", 128, [], [], "float32", False),
+    "xla": ("XLA forward/backward", 64, [], [], "float32", True, None),
+    "quickstart_xla": ("quickstart + XLA", 32, [], _Q, "float32", True, 64),
+    "bf16": ("mixed_bfloat16", 64, [], [], "mixed_bfloat16", False, None),
+    "bf16_xla": ("mixed_bfloat16 + XLA", 64, [], [], "mixed_bfloat16", True, None),
+    "b16": ("batch 16", 16, [], [], "float32", False, None),
+    "b32": ("batch 32", 32, [], [], "float32", False, None),
+    "b128": ("batch 128", 128, [], [], "float32", False, None),
     "cross": (
         "cross-attention decoder",
         64,
@@ -52,11 +59,32 @@ ROWS = {
         [],
         "float32",
         False,
+        None,
     ),
-    "patch4": ("patch 4 (N = 1024)", 64, [], ["ViT.patch_size = 4"], "float32", False),
-    "k7": ("K = 7", 64, [], ["LearnedQueries.num_slots = 7"], "float32", False),
-    "k16": ("K = 16", 64, [], ["LearnedQueries.num_slots = 16"], "float32", False),
+    "patch4": ("patch 4 (N = 1024)", 64, [], ["ViT.patch_size = 4"], "float32", False, None),
+    "k7": ("K = 7", 64, [], ["LearnedQueries.num_slots = 7"], "float32", False, None),
+    "k16": ("K = 16", 64, [], ["LearnedQueries.num_slots = 16"], "float32", False, None),
 }
+
+
+def crop_size(row: str, image_size: int) -> int:
+    """The row's crop size: its own (the quickstart's 64) or ``--image_size``."""
+    return ROWS[row][6] or image_size
+
+
+def machine() -> str:
+    """The CPU's model name and the cores this process may use."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        model = names[0] if names else model
+    except OSError:
+        import platform
+
+        model = platform.processor() or model
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cores} cores"
 
 
 def measure(row: str, steps: int, warmup: int, image_size: int) -> dict:
@@ -70,14 +98,17 @@ def measure(row: str, steps: int, warmup: int, image_size: int) -> dict:
     from osc_tf.factories import build_model
     from osc_tf.training import _distributed
 
-    _, batch_size, files, bindings, precision, xla = ROWS[row]
+    _, batch_size, files, bindings, precision, xla, _ = ROWS[row]
+    image_size = crop_size(row, image_size)
     # The original study's defaults; only its model, losses and optimizer are used here.
     config.parse(["gin/train.gin", *files], bindings)
     keras.mixed_precision.set_global_policy(precision)
     strategy = tf.distribute.get_strategy()
     model = build_model(0, image_size)
     schedule = gin.get_configurable("WarmupDecay")(total_steps=100_000)
-    optimizer = gin.get_configurable("AdamW")(learning_rate=schedule)
+    # the configured optimizer (train.optimizer = @TorchAdamW in gin/optim/adamw.gin)
+    optimizer_name = gin.query_parameter("train.optimizer").selector
+    optimizer = gin.get_configurable(optimizer_name)(learning_rate=schedule)
     model.compile(
         optimizer=optimizer,
         objective=gin.get_configurable("Objective")(),
@@ -110,6 +141,7 @@ def measure(row: str, steps: int, warmup: int, image_size: int) -> dict:
     return {
         "row": row,
         "batch_size": batch_size,
+        "image_size": image_size,
         "params": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
         "warmup_s": warmup_s,
         "step_ms": 1000 * median,
@@ -155,14 +187,14 @@ def main(argv: list[str]) -> int:
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; choose from {sorted(ROWS)}")
+    print(f"{machine()}; float32 matmul 4096²: {matmul_rate():.0f} GFLOP/s")
     print(
-        f"images {args.image_size}x{args.image_size} (two views per image), "
-        f"{args.warmup} warm-up + {args.steps} timed steps, {os.cpu_count()} CPUs, "
-        f"float32 matmul 4096²: {matmul_rate():.0f} GFLOP/s"
+        f"images {args.image_size}x{args.image_size} unless the row says otherwise (two views "
+        f"per image), {args.warmup} warm-up + {args.steps} timed steps"
     )
     print(
-        f"{'row':10s} {'configuration':30s} {'batch':>5s} {'first s':>8s} {'ms/step':>8s} "
-        f"{'range ms':>11s} {'images/s':>9s} {'peak RSS GB':>11s}"
+        f"{'row':14s} {'configuration':30s} {'batch':>5s} {'crop':>4s} {'first s':>8s} "
+        f"{'ms/step':>8s} {'range ms':>11s} {'images/s':>9s} {'peak RSS GB':>11s}"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     for row in rows:
@@ -181,11 +213,12 @@ def main(argv: list[str]) -> int:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if done.returncode:
             tail = (done.stderr.strip().splitlines() or ["?"])[-1]
-            print(f"{row:10s} failed: {tail}")
+            print(f"{row:14s} failed: {tail}")
             continue
         fig = json.loads(done.stdout.strip().splitlines()[-1])
         print(
-            f"{row:10s} {ROWS[row][0]:30s} {fig['batch_size']:5d} {fig['warmup_s']:8.1f} "
+            f"{row:14s} {ROWS[row][0]:30s} {fig['batch_size']:5d} {fig['image_size']:4d} "
+            f"{fig['warmup_s']:8.1f} "
             f"{fig['step_ms']:8.0f} {fig['step_ms_min']:5.0f}-{fig['step_ms_max']:<5.0f} "
             f"{fig['images_per_s']:9.1f} {fig['peak_rss_gb']:11.2f}",
             flush=True,
