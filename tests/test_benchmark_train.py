@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # two child processes tracing the full training step (~1.5 min)
 def test_train_benchmark_row_reports_its_figures(tmp_path):
     out = tmp_path / "rows.jsonl"
     cmd = [sys.executable, "scripts/benchmark.py", "train", "--rows", "b16,quickstart"]

@@ -174,7 +174,14 @@ def test_summary_table_and_csv_from_run_files(tmp_path):
 def test_debug_sweep_resumes_a_sigterm_interrupted_run_then_skips_it_once_finished(
     tiny_params, tmp_path
 ):
-    params = tiny_params + QUICK + ["train.val_interval = 0"]
+    # checkpoints and logs every 50 steps (tiny.gin's every 2 and every step cost
+    # most of the 300 steps' time)
+    params = tiny_params + QUICK
+    params += [
+        "train.val_interval = 0",
+        "train.checkpoint_interval = 50",
+        "train.log_interval = 50",
+    ]
     runs = sweep.plan([TINY], params, ["train.num_steps=300"], str(tmp_path))
     workdir = runs[0].workdir
     index = os.path.join(workdir, "checkpoints", "checkpoint")
