@@ -187,7 +187,11 @@ def train(
             )
             checkpoint = _due(step, checkpoint_interval, last) or stop or pause
             logged = step % log_interval == 0 or last
-            if not (logged or checkpoint):
+            # Steps that validate, draw or evaluate wait anyway. The same on every
+            # worker (not chief-dependent): step_fn and quiet_fn differ in collectives.
+            other = any(_due(step, i, last) for i in (val_interval, viz_interval))
+            other = other or (evaluate and _due(step, test_interval, last))
+            if not (logged or checkpoint or other):
                 quiet_fn(next(iterator))
                 console.update(step, None)
                 continue

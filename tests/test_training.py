@@ -278,3 +278,21 @@ def test_mixed_precision_and_xla_train_with_finite_losses(tiny_data, tmp_path, p
     # float16 loss scaling skips the steps whose scaled gradients overflow; the
     # weights it keeps are finite either way.
     assert all(np.isfinite(w).all() for w in checkpoint_weights(str(tmp_path)).values())
+
+
+def test_validation_runs_on_its_steps_between_logging_steps(tiny_data, tmp_path):
+    """val_interval 3 with log_interval 5: validation at steps 3 and 6, logs at 5 and 6."""
+    workdir = tmp_path / "w"
+    train_tiny(
+        tiny_data.data_dir,
+        workdir,
+        "train.num_steps = 6",
+        "train.log_interval = 5",
+        "train.val_interval = 3",
+        "train.checkpoint_interval = 100",
+        "train.viz_interval = 0",
+        "train.evaluate = False",
+        "train.export = False",
+    )
+    assert sorted(scalars(str(workdir), "validation")["loss"]) == [3, 6]
+    assert sorted(scalars(str(workdir), "train")["loss"]) == [5, 6]
