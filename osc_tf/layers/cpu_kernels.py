@@ -47,7 +47,7 @@ def attention(q, k, v, recompute: bool = False):
     instead: XLA fuses it by itself (and its CPU compiler crashed on the chunked
     loop when the batch size was unknown at tracing).
     """
-    if in_xla_context() or not on_cpu():
+    if not on_cpu():  # a GPU, or inside XLA
         return tf.matmul(tf.nn.softmax(tf.matmul(q, k, transpose_b=True), axis=-1), v)
     return (_recomputing_attention if recompute else _storing_attention)(q, k, v)
 
