@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 import osc_tf.configurables  # noqa: F401  (registers the gin names)
+from osc_tf import config
 from osc_tf.layers.heads import MLPHead
 from osc_tf.layers.queries import LearnedQueries
 from osc_tf.layers.slot_attention import SlotAttention
@@ -59,8 +60,11 @@ def build_model(architecture, queries=None, object_fn=None, bindings=(), tiny=Tr
     files += [f"gin/model/obj_fn/{object_fn}.gin"] if object_fn else []
     gin.clear_config()
     try:
+        gin.add_config_file_search_path(config.GIN_BASE)  # includes: the package's gin/
         gin.parse_config_files_and_bindings(
-            files, (TINY if tiny else []) + list(bindings), finalize_config=False
+            [config.resolve(f) for f in files],
+            (TINY if tiny else []) + list(bindings),
+            finalize_config=False,
         )
         return gin.get_configurable("ObjectCentricModel")()
     finally:
@@ -109,7 +113,10 @@ def test_every_composition_runs_forward_and_backward(architecture, queries, obje
 def test_default_gin_is_the_original_study():
     gin.clear_config()
     try:
-        gin.parse_config_files_and_bindings(["gin/model/default.gin"], [], finalize_config=False)
+        gin.add_config_file_search_path(config.GIN_BASE)
+        gin.parse_config_files_and_bindings(
+            [config.resolve("gin/model/default.gin")], [], finalize_config=False
+        )
         model = gin.get_configurable("ObjectCentricModel")()
     finally:
         gin.clear_config()
