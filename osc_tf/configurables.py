@@ -23,7 +23,7 @@ import keras
 
 from osc_tf import losses, model, optimizers, schedules
 from osc_tf.data import augment, pipelines
-from osc_tf.layers import decoders, heads, queries, slot_attention, vit
+from osc_tf.layers import decoders, heads, mask_decoder, queries, slot_attention, vit
 
 #: Every name registered with gin by osc_tf: name -> the plain function or class.
 REGISTERED: dict[str, Callable] = {}
@@ -58,6 +58,7 @@ for _obj in (
     decoders.CoAttentionDecoder,
     heads.MLPHead,
     heads.CrossAttentionPool,
+    mask_decoder.MaskDecoder,
     # model architectures (osc_tf.model): composed in gin/model/
     model.ObjectCentricModel,
     # losses (osc_tf.losses): gin/losses/*.gin pick the terms by reference,
@@ -67,6 +68,7 @@ for _obj in (
     losses.object_contrastive_all,
     losses.object_contrastive_image,
     losses.object_similarity,
+    losses.reconstruction_mse,
     losses.Objective,
     # optimisation: ``train.optimizer = @TorchAdamW`` (the class; train passes the
     # schedule). TorchAdamW is the original's update rule; Keras' own are here too.

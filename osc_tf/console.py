@@ -90,4 +90,8 @@ def _results(workdir: str) -> list[str]:
 
 
 #: Metrics shown at the end of training beside the headline AP, when the model has them.
-HEADLINE_METRICS = ("segmentation/fg_ari", "segmentation/mbo", "segmentation/iou")
+HEADLINE_METRICS = tuple(
+    f"{maps}/{name}"
+    for maps in ("segmentation", "segmentation_decoder")
+    for name in ("fg_ari", "mbo", "iou")
+)

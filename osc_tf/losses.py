@@ -12,6 +12,8 @@ Object term (K slots per view, matched across views by the Hungarian solver):
   ``object_contrastive_all``    "ctr_all"  negatives: every slot of every image.
   ``object_contrastive_image``  "ctr_img"  negatives: the slots of the same image.
   ``object_similarity``         "sim_img"  cosine between matched slots.
+Reconstruction term (a model with a decoder, e.g. ``MaskDecoder``):
+  ``reconstruction_mse``  "mse"  squared error of the slots' reconstruction of each view.
 
 Distributed semantics: inside a ``tf.distribute`` replica each function returns
 that replica's share of the GLOBAL-batch mean (its rows' sum divided by the
@@ -250,6 +252,26 @@ def object_similarity(
     return (loss, cols) if return_matching else loss
 
 
+def reconstruction_mse(reconstruction: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """ "mse": mean squared error between the decoder's reconstruction and its target.
+
+    Args:
+        reconstruction: [R, h, w, C] the slots' reconstruction of each row (view).
+        target: [R, h, w, C] what it reconstructs (stop-gradient), e.g. the
+            normalised images.
+
+    Returns:
+        Scalar: the mean over rows of each row's mean squared error over its
+        pixels and channels.
+    """
+    prediction = _as_float(reconstruction)
+    target = tf.stop_gradient(tf.cast(target, prediction.dtype))
+    rows = tf.shape(prediction)[0]
+    error = tf.reduce_mean(tf.reshape(tf.square(prediction - target), [rows, -1]), axis=1)
+    global_rows, _ = _global_images(rows)
+    return tf.reduce_sum(error) / tf.cast(global_rows, error.dtype)
+
+
 def _check_same_width(a: tf.Tensor, b: tf.Tensor, fn: str, name_a: str, name_b: str) -> None:
     if a.shape[-1] is not None and b.shape[-1] is not None and a.shape[-1] != b.shape[-1]:
         raise ValueError(
@@ -264,7 +286,8 @@ class Term:
     """How ``Objective`` calls a loss function: the routing from model outputs to it.
 
     Attributes:
-        kind: ``"global"`` or ``"object"``: which term of the objective it can be.
+        kind: ``"global"``, ``"object"`` or ``"reconstruction"``: which term of the
+            objective it can be.
         name: its short name in the logged keys (``loss_<kind>_<name>``).
         inputs: loss parameter -> the model output key passed to it.
         matching: called with ``return_matching=True`` (returns ``(loss, cols)``).
@@ -277,7 +300,7 @@ class Term:
 
 
 #: Every loss ``Objective`` can call, by function name (a loss added here is usable
-#: as ``Objective.global_loss`` or ``Objective.object_loss`` in gin once registered).
+#: as ``Objective.<kind>_loss`` in gin once registered).
 TERMS = {
     "global_contrastive": Term("global", "ctr", {"projections": "global_projection"}),
     "global_similarity": Term(
@@ -295,11 +318,16 @@ TERMS = {
         {"slot_features": "slots", "slot_projections": "slot_projection"},
         matching=True,
     ),
+    "reconstruction_mse": Term(
+        "reconstruction",
+        "mse",
+        {"reconstruction": "reconstruction", "target": "reconstruction_target"},
+    ),
 }
 
 
 class Objective:
-    """The training objective: weighted global term plus weighted object term.
+    """The training objective: weighted global, object and reconstruction terms.
 
     Each term is a loss function chosen by reference (``@global_contrastive``) or
     None; ``TERMS`` says which model outputs it reads. A term with weight 0 is
@@ -311,6 +339,8 @@ class Objective:
         object_loss: e.g. ``object_contrastive_image``, ``object_contrastive_all``,
             ``object_similarity`` or None.
         object_weight: weight of the object term.
+        reconstruction_loss: ``reconstruction_mse`` (needs a model with a decoder) or None.
+        reconstruction_weight: weight of the reconstruction term.
     """
 
     def __init__(
@@ -319,14 +349,19 @@ class Objective:
         global_weight: float = 1.0,
         object_loss: Callable | None = object_contrastive_image,
         object_weight: float = 1.0,
+        reconstruction_loss: Callable | None = None,
+        reconstruction_weight: float = 1.0,
     ):
-        if global_loss is None and object_loss is None:
-            raise ValueError("Objective needs a global_loss, an object_loss or both")
+        if global_loss is None and object_loss is None and reconstruction_loss is None:
+            raise ValueError(
+                "Objective needs at least one of global_loss, object_loss and reconstruction_loss"
+            )
         self.terms = [
             (_term(kind, fn), fn, float(weight))
             for kind, fn, weight in (
                 ("global", global_loss, global_weight),
                 ("object", object_loss, object_weight),
+                ("reconstruction", reconstruction_loss, reconstruction_weight),
             )
             if fn is not None
         ]
@@ -334,14 +369,17 @@ class Objective:
         self.global_weight = float(global_weight)
         self.object_loss = object_loss
         self.object_weight = float(object_weight)
+        self.reconstruction_loss = reconstruction_loss
+        self.reconstruction_weight = float(reconstruction_weight)
 
     def __call__(self, outputs: dict) -> dict:
         """Computes every term.
 
         Args:
             outputs: the model's output dict: ``global_features [2B, D]``,
-                ``global_projection [2B, E]`` and, for object losses,
-                ``slots [2B, K, D]``, ``slot_projection [2B, K, E]``.
+                ``global_projection [2B, E]``, for object losses
+                ``slots [2B, K, D]``, ``slot_projection [2B, K, E]``, for the
+                reconstruction ``reconstruction`` and ``reconstruction_target``.
 
         Returns:
             ``{"loss": weighted total, "loss_global_<name>": scalar,
@@ -358,8 +396,9 @@ class Objective:
             if missing:
                 raise ValueError(
                     f"the {term.kind} loss {fn.__name__} needs the model output {missing[0]!r}, "
-                    f"but the outputs have only {sorted(outputs)}; use a model with an object "
-                    f"branch or set Objective.{term.kind}_loss = None"
+                    f"but the outputs have only {sorted(outputs)}; use a model with "
+                    f"{'a decoder' if term.kind == 'reconstruction' else 'an object branch'} "
+                    f"or set Objective.{term.kind}_loss = None"
                 )
             kwargs = {arg: outputs[key] for arg, key in term.inputs.items()}
             value = fn(**kwargs, return_matching=True) if term.matching else fn(**kwargs)

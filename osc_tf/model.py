@@ -23,6 +23,7 @@ from keras import ops
 
 OUTPUT_KEYS = ("backbone_tokens", "global_features", "global_projection")
 OBJECT_OUTPUT_KEYS = ("slots", "slot_projection", "attention", "attention_steps")
+DECODER_OUTPUT_KEYS = ("masks", "reconstruction", "reconstruction_target")
 _PARTS = (
     "backbone",
     "global_fn",
@@ -31,6 +32,7 @@ _PARTS = (
     "object_fn",
     "object_proj",
     "global_pool",
+    "decoder",
 )
 
 
@@ -58,6 +60,10 @@ class ObjectCentricModel(keras.Model):
             vector (or the mean of the slots), e.g. ``CrossAttentionPool``.
         object_pos_embedding: add the backbone's positional embedding to the
             tokens given to the object function (queries still see raw tokens).
+        decoder: optional ``call(slots, attention, images, training) -> {"masks",
+            "reconstruction", "reconstruction_target"}`` (e.g. ``MaskDecoder``), the
+            slots' decoder for the reconstruction objective and pixel masks; needs
+            the object branch.
 
     Call:
         images: ``[B, H, W, 3]`` normalised float32 images.
@@ -69,7 +75,9 @@ class ObjectCentricModel(keras.Model):
         ``global_features [B, D]``, ``global_projection [B, E]`` and, with an
         object branch, ``slots [B, K, D]``, ``slot_projection [B, K, E]``,
         ``attention [B, K, N]`` (the last iteration's or layer's) and
-        ``attention_steps [B, T, K, N]`` (every iteration's or layer's).
+        ``attention_steps [B, T, K, N]`` (every iteration's or layer's); with a
+        decoder ``masks [B, K, H, W]`` (sum to 1 over K), ``reconstruction
+        [B, R, R, 3]`` and ``reconstruction_target [B, R, R, 3]``.
     """
 
     def __init__(
@@ -83,6 +91,7 @@ class ObjectCentricModel(keras.Model):
         global_from_slots: bool = False,
         global_pool=None,
         object_pos_embedding: bool = False,
+        decoder=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -93,9 +102,9 @@ class ObjectCentricModel(keras.Model):
                 f"The object branch needs queries, object_fn and object_proj together; "
                 f"missing: {missing}. Leave all three unset for a global-only model."
             )
-        if missing and (global_from_slots or object_pos_embedding):
+        if missing and (global_from_slots or object_pos_embedding or decoder is not None):
             raise ValueError(
-                "global_from_slots and object_pos_embedding need an object branch "
+                "global_from_slots, object_pos_embedding and decoder need an object branch "
                 "(queries, object_fn, object_proj)."
             )
         if global_from_slots and getattr(backbone, "pooling", None) == "cls":
@@ -111,6 +120,7 @@ class ObjectCentricModel(keras.Model):
         self.global_from_slots = global_from_slots
         self.global_pool = global_pool
         self.object_pos_embedding = object_pos_embedding
+        self.decoder = decoder
 
     @property
     def has_objects(self) -> bool:
@@ -139,6 +149,8 @@ class ObjectCentricModel(keras.Model):
             outputs["slot_projection"] = self.object_proj(slots, training=training)  # [B, K, E]
             outputs["attention"] = steps[:, -1]  # [B, K, N]
             outputs["attention_steps"] = steps  # [B, T, K, N]
+            if self.decoder is not None:
+                outputs |= self.decoder(slots, steps[:, -1], images, training=training)
         if self.global_pool is not None:
             pooled_set = slots if self.global_from_slots else tokens  # [B, K or N, D]
             pooled = self.global_pool(pooled_set, training=training)

@@ -139,12 +139,13 @@ def evaluate(
             number (recorded by ``evaluate_run``); only checked here.
 
     Returns:
-        ``(metrics, pngs)``: plain floats (``segmentation/<name>``,
-        ``vqa_slots/<name>`` and ``vqa_global/<name>``, ``num_samples``) and
-        figure name → PNG bytes.
+        ``(metrics, pngs)``: plain floats (``segmentation/<name>`` of the attention,
+        ``segmentation_decoder/<name>`` of a decoder's masks, ``vqa_slots/<name>``
+        and ``vqa_global/<name>``, ``num_samples``) and figure name → PNG bytes.
     """
     check_protocol(protocol, attention_step, headline_ap)
     seg = segmentation() if model.has_objects else None
+    seg_decoder = segmentation() if getattr(model, "decoder", None) is not None else None
     label = "attention" if attention_step == -1 else f"attention, step {attention_step}"
     draw = dict(attention_label=label)
     if num_figures is not None:
@@ -168,13 +169,23 @@ def evaluate(
             batch["masks"], batch["visibility"], data.num_background
         )
         details = seg.update(attention_maps(outputs, attention_step), masks, visibility)
+        decoded = None
+        if seg_decoder is not None:
+            decoded = seg_decoder.update(outputs["masks"], masks, visibility)
         if not drawn and num_figures != 0:
             grids = figures_fn(batch["image"], masks, details, **draw)
             pngs = {f"segmentation_{i}": png for i, png in enumerate(grids)}
+            if decoded is not None:
+                grids = figures_fn(
+                    batch["image"], masks, decoded, **(draw | {"attention_label": "decoder masks"})
+                )
+                pngs |= {f"segmentation_decoder_{i}": png for i, png in enumerate(grids)}
             drawn = True
     metrics = {"num_samples": float(count)}
     if seg is not None:
         metrics |= {f"segmentation/{k}": v for k, v in seg.result().items()}
+    if seg_decoder is not None:
+        metrics |= {f"segmentation_decoder/{k}": v for k, v in seg_decoder.result().items()}
     if targets and count >= 4:
         answers = np.concatenate(targets)
         probes = {"vqa_global": np.concatenate(global_features)}

@@ -9,7 +9,8 @@ P = S·S pixels.
 Definitions (see also README "Evaluation metrics"); the defaults first, then
 the alternatives that reproduce the original study's protocol (gin/eval/original.gin):
 
-- Slot maps: ``attention [B,K,N]`` reshaped to the ``h×w`` patch grid and
+- Slot maps: a decoder's pixel masks ``[B,K,R,R]`` as they are (resized
+  bilinearly when R ≠ S), or ``attention [B,K,N]`` reshaped to the ``h×w`` patch grid and
   upsampled bilinearly (half-pixel centres) to ``[B,K,S,S]``; with
   ``upsampling="nearest"`` each pixel takes the value of patch
   ``floor(i · h / S)`` (PyTorch's ``interpolate(mode="nearest")``; plain
@@ -96,6 +97,24 @@ def upsample_attention(attention: tf.Tensor, size: int, method: str = "bilinear"
     grid = tf.transpose(grid, [0, 2, 3, 1])  # [B, h, h, K]
     up = tf.image.resize(grid, [size, size], method="bilinear")  # [B, S, S, K]
     return tf.transpose(up, [0, 3, 1, 2])  # [B, K, S, S]
+
+
+def slot_maps(maps: tf.Tensor, size: int, method: str = "bilinear") -> tf.Tensor:
+    """Slot maps at the crop's resolution ``[B, K, S, S]``.
+
+    Args:
+        maps: attention ``[B, K, N]`` over the patch grid (``upsample_attention``) or
+            pixel masks ``[B, K, R, R]`` (a decoder's), resized bilinearly when R ≠ S.
+        size: crop side S.
+        method: the attention's upsampling, see ``upsample_attention``.
+    """
+    if len(maps.shape) == 3:
+        return upsample_attention(maps, size, method)
+    maps = tf.cast(maps, tf.float32)
+    if maps.shape[-1] == size:
+        return maps
+    resized = tf.image.resize(tf.transpose(maps, [0, 2, 3, 1]), [size, size], method="bilinear")
+    return tf.transpose(resized, [0, 3, 1, 2])  # [B, K, S, S]
 
 
 def otsu_threshold(maps: tf.Tensor, num_bins: int = 256) -> tf.Tensor:
@@ -253,14 +272,15 @@ def segmentation_metrics(
     """Per-image object-discovery metrics of one batch (definitions in the module docstring).
 
     Args:
-        attention: [B, K, N] slot attention over the patch grid.
+        attention: [B, K, N] slot attention over the patch grid, or pixel masks
+            [B, K, R, R] (a decoder's; resized bilinearly to S when R ≠ S).
         masks: bool [B, E, S, S] ground-truth entity masks, entity 0 the background.
         visibility: bool [B, E] whether each entity is present.
         num_bins: Otsu histogram bins.
         match_background: also give the background a slot in the Hungarian
             matching (the original code's matching); it never enters the means.
         upsampling: ``"bilinear"`` or ``"nearest"`` (the original's), see
-            ``upsample_attention``.
+            ``upsample_attention`` (attention only).
         objects: ``"with_pixels"`` (visible entities with a pixel in ``masks``)
             or ``"visible"`` (every visible entity, the original's: one without
             a pixel scores 0).
@@ -281,7 +301,7 @@ def segmentation_metrics(
     _check_choice("soft_dice_normalization", soft_dice_normalization, SOFT_DICE_NORMALIZATION)
     masks = tf.convert_to_tensor(masks)
     size = masks.shape[-1] if masks.shape[-1] is not None else tf.shape(masks)[-1]
-    soft = upsample_attention(attention, size, upsampling)  # [B, K, S, S]
+    soft = slot_maps(attention, size, upsampling)  # [B, K, S, S]
     binary = otsu_masks(soft, num_bins)  # [B, K, S, S]
     batch, slots = tf.shape(soft)[0], tf.shape(soft)[1]
     entities = tf.shape(masks)[1]
@@ -338,7 +358,11 @@ def segmentation_metrics(
     }
 
 
-_segmentation_metrics_graph = tf.function(segmentation_metrics, reduce_retracing=True)
+# One graph per input rank (attention [B,K,N], pixel masks [B,K,R,R]): reduce_retracing
+# would otherwise relax a second rank to an unknown one.
+_segmentation_metrics_graphs = {
+    rank: tf.function(segmentation_metrics, reduce_retracing=True) for rank in (3, 4)
+}
 
 # Result key -> (per-image key, the flag saying whether an image counts).
 _MEANS = {
@@ -408,11 +432,18 @@ class SegmentationMetrics:
     def update(
         self, attention: tf.Tensor, masks: tf.Tensor, visibility: tf.Tensor
     ) -> dict[str, tf.Tensor]:
-        """Adds a batch: attention [B,K,N], masks [B,E,S,S] and visibility [B,E] (bool or 0/1).
+        """Adds a batch: attention [B,K,N] (or pixel masks [B,K,R,R]), masks [B,E,S,S] and
+        visibility [B,E] (bool or 0/1).
 
         Returns the batch's per-image dict from ``segmentation_metrics`` (for figures).
         """
-        out = _segmentation_metrics_graph(
+        attention = tf.convert_to_tensor(attention)
+        if len(attention.shape) not in _segmentation_metrics_graphs:
+            raise ValueError(
+                f"slot maps must be attention [B, K, N] or masks [B, K, R, R], "
+                f"got {attention.shape}"
+            )
+        out = _segmentation_metrics_graphs[len(attention.shape)](
             attention,
             tf.cast(masks, tf.bool),  # bool, or 0/1 numbers (CLEVR's visibility is float32)
             tf.cast(visibility, tf.bool),
