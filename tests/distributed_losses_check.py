@@ -30,6 +30,7 @@ def _loss_fns():
         "ctr_all": lambda x, w: losses.object_contrastive_all(x @ w, 0.3),
         "ctr_img": lambda x, w: losses.object_contrastive_image(x @ w, 0.3),
         "sim_img": lambda x, w: losses.object_similarity(x, x @ w),
+        "mse": lambda x, w: losses.reconstruction_mse(x @ w, tf.sin(x)),
     }
 
 
@@ -86,7 +87,8 @@ def main() -> int:
     report = {}
     for name, fn in _loss_fns().items():
         report[name] = _compare(strategy, fn, x, w, [B // 2, B // 2])
-    for name in ("ctr", "ctr_all"):  # the gathering losses with unequal replica batches
+    # the gathering losses, and the mean over rows, with unequal replica batches
+    for name in ("ctr", "ctr_all", "mse"):
         report[f"{name}_uneven"] = _compare(strategy, _loss_fns()[name], x, w, [B // 3, B - B // 3])
 
     # The solver itself inside a replica equals the solver on one device.

@@ -28,7 +28,8 @@ def test_replica_shares_sum_to_the_global_loss_and_gradients():
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report.pop("matching_equal") is True
-    names = ["ctr", "ctr_all", "ctr_all_uneven", "ctr_img", "ctr_uneven", "sim", "sim_img"]
+    names = ["ctr", "ctr_all", "ctr_all_uneven", "ctr_img", "ctr_uneven", "mse", "mse_uneven"]
+    names += ["sim", "sim_img"]
     assert sorted(report) == names
     for name, errors in report.items():
         assert abs(errors["loss"]) > 0.05, name  # a real value, not a degenerate zero

@@ -25,6 +25,8 @@ def outputs():
         "global_projection": rng.normal(size=(2 * b, d)).astype(np.float32),
         "slots": slots,
         "slot_projection": (slots + rng.normal(size=slots.shape)).astype(np.float32),
+        "reconstruction": rng.normal(size=(2 * b, 4, 4, 3)).astype(np.float32),
+        "reconstruction_target": rng.normal(size=(2 * b, 4, 4, 3)).astype(np.float32),
     }
 
 
@@ -63,6 +65,7 @@ def test_every_gin_file_parses_and_sets_what_it_says(outputs):
         "more_global": ("object_weight", 0.05),
         "more_objects": ("global_weight", 0.1),
         "zero_objects": ("object_weight", 0.0),
+        "reconstruction": ("reconstruction_loss", losses.reconstruction_mse),
     }
     assert sorted(p.stem for p in GIN_DIR.glob("*.gin")) == sorted(expected)
     for name, (attr, value) in expected.items():
@@ -118,8 +121,43 @@ def test_global_only_model(outputs):
 
 
 def test_needs_a_term():
-    with pytest.raises(ValueError, match="global_loss, an object_loss"):
+    with pytest.raises(ValueError, match="at least one of global_loss, object_loss"):
         losses.Objective(global_loss=None, object_loss=None)
+
+
+def test_reconstruction_term_adds_to_the_others(outputs):
+    objective = _from_gin("ctr", "ctr_img", "reconstruction")
+    assert objective.reconstruction_weight == 50.0
+    result = objective(outputs)
+    names = ["loss", "loss_global_ctr", "loss_object_ctr_img", "loss_reconstruction_mse"]
+    assert sorted(result) == [*names, "matching"]
+    error = outputs["reconstruction"] - outputs["reconstruction_target"]
+    np.testing.assert_allclose(result["loss_reconstruction_mse"], np.mean(error**2), rtol=1e-6)
+    want = result["loss_global_ctr"] + result["loss_object_ctr_img"]
+    want += 50.0 * result["loss_reconstruction_mse"]
+    np.testing.assert_allclose(result["loss"], want, rtol=1e-6)
+    alone = losses.Objective(None, object_loss=None, reconstruction_loss=losses.reconstruction_mse)
+    assert sorted(alone(outputs)) == ["loss", "loss_reconstruction_mse"]
+    without = {k: v for k, v in outputs.items() if not k.startswith("reconstruction")}
+    with pytest.raises(ValueError, match="use a model with a decoder"):
+        objective(without)
+    with pytest.raises(ValueError, match="set it as Objective.reconstruction_loss"):
+        losses.Objective(object_loss=losses.reconstruction_mse)
+
+
+def test_reconstruction_mse_optimum_and_gradient():
+    rng = np.random.default_rng(1)
+    target = tf.constant(rng.normal(size=(4, 6, 6, 3)).astype(np.float32))
+    assert float(losses.reconstruction_mse(target, target)) == 0.0  # the known optimum
+    prediction = tf.Variable(target + 0.5)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(target)
+        loss = losses.reconstruction_mse(prediction, target)
+    np.testing.assert_allclose(loss, 0.25, rtol=1e-6)
+    np.testing.assert_allclose(
+        tape.gradient(loss, prediction), np.full(target.shape, 2 * 0.5 / 432), rtol=1e-5
+    )
+    assert tape.gradient(loss, target) is None  # the target is not trained towards
 
 
 def test_routing_is_the_table_of_terms(outputs):

@@ -5,6 +5,8 @@
         --grid 'losses=gin/losses/more_objects.gin,gin/losses/more_global.gin'
     osc-tf-sweep ... --executor slurm --slurm_partition gpu --gpus_per_node 1 --time 24:00:00
     osc-tf-sweep --summarize runs/sweep     # table + runs/sweep/summary.csv
+    osc-tf-sweep --gin_file gin/experiments/discovery.gin --sweep_dir runs/seeds \
+        --grid 'train.seed=0,1,2'           # --summarize then adds mean ± std per group
 
 Re-running the same command skips finished runs and resumes the others from their
 checkpoints. Exit status: 0 when every run finished (or was submitted), 75 when
@@ -14,6 +16,7 @@ some were preempted (run again to resume), 1 when some failed, 2 a bad value.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from osc_tf.cli import common
@@ -48,7 +51,13 @@ def _sweep(args) -> int:
     from osc_tf import sweep
 
     if args.summarize:
-        print(sweep.format_table(sweep.summarize(args.summarize)))
+        rows = sweep.summarize(args.summarize)
+        print(sweep.format_table(rows))
+        seeds_csv = os.path.join(args.summarize, sweep.summary.SEEDS_FILE)
+        groups = sweep.summarize_seeds(rows, seeds_csv)
+        if groups:
+            print(f"\nmean ± std over {sweep.summary.SEED_KEY} (also in {seeds_csv}):")
+            print(sweep.format_seed_table(groups))
         return 0
     if not args.sweep_dir:
         raise ValueError("--sweep_dir is required (or --summarize DIR)")

@@ -10,8 +10,8 @@ pixels (``R = g·p``), so the cost grows with the number of cells, not pixels::
     r = position of cell c (see ``positions``)          # [B, K, g², 2]
     h = act(s + W_r r)                                  # [B, K, g², C]
     h = act(W_1 h + b_1)
-    out = W_2 h + b_2                                   # [B, K, g², p²·4]: RGB + alpha logit
-    masks = softmax over K of the alpha logits          # [B, K, R, R]
+    rgb = W_rgb h + b_rgb; alpha = W_a h + b_a          # [B, K, g², p²·3], [B, K, g², p²]
+    masks = softmax over K of alpha                     # [B, K, R, R]
     reconstruction = Σ_k masks_k · RGB_k                # [B, R, R, 3]
 
 Positions are in image coordinates ``[-1, 1]`` (cell and token centres). With
@@ -126,7 +126,8 @@ class MaskDecoder(keras.layers.Layer):
             ("slot_proj", self.hidden, dim, (*slots_shape[:-1], dim)),
             ("pos_proj", self.hidden, 2, (None, 2)),
             ("fc1", self.hidden, self.hidden, (None, self.hidden)),
-            ("fc2", block * block * 4, self.hidden, (None, self.hidden)),
+            ("rgb", block * block * 3, self.hidden, (None, self.hidden)),
+            ("alpha", block * block, self.hidden, (None, self.hidden)),
         )
         for name, units, fan_in, shape in layers:
             layer = initializers.dense(units, fan_in, self.init, name=name, dtype=policy)
@@ -156,27 +157,28 @@ class MaskDecoder(keras.layers.Layer):
         positions = ops.cast(self._positions(attention, grid), features.dtype)
         h = self._activation(features[:, :, None] + self.pos_proj(positions))  # [B, K, g², C]
         h = self._activation(self.fc1(h))
-        out = ops.cast(self.fc2(h), "float32")  # [B, K, g², p²·4]
-        out = ops.reshape(out, [batch, num_slots, grid, grid, block, block, 4])
-        out = ops.transpose(out, [0, 1, 2, 4, 3, 5, 6])  # [B, K, g, p, g, p, 4]
-        out = ops.reshape(out, [batch, num_slots, resolution, resolution, 4])
-        masks = ops.softmax(out[..., 3], axis=1)  # [B, K, R, R]
-        reconstruction = ops.sum(masks[..., None] * out[..., :3], axis=1)  # [B, R, R, 3]
+        # Everything stays in the cells' layout [B, K, g², p², ...] (the reductions over K
+        # need no transpose); only the outputs are rearranged to images.
+        cells = [batch, num_slots, grid * grid, block * block]
+        rgb = ops.reshape(ops.cast(self.rgb(h), "float32"), [*cells, 3])  # [B, K, g², p², 3]
+        logits = ops.reshape(ops.cast(self.alpha(h), "float32"), cells)  # [B, K, g², p²]
+        weights = ops.exp(logits - ops.max(logits, axis=1, keepdims=True))
+        weights = weights / ops.sum(weights, axis=1, keepdims=True)  # softmax over K
+        reconstruction = ops.sum(weights[..., None] * rgb, axis=1)  # [B, g², p², 3]
         images = ops.cast(images, "float32")
         side = images.shape[1]
-        if resolution == side:
-            return {
-                "masks": masks,
-                "reconstruction": reconstruction,
-                "reconstruction_target": images,
-            }
-        target = ops.image.resize(images, (resolution, resolution), antialias=True)
-        at_input = ops.image.resize(
-            ops.transpose(masks, [0, 2, 3, 1]), (side, side), interpolation="bilinear"
-        )  # [B, H, W, K]: bilinear weights keep the sum over slots at 1
+        target = images
+        if resolution != side:
+            target = ops.image.resize(images, (resolution, resolution), antialias=True)
+        masks = _masks_from_cells(weights, grid, block)  # [B, K, R, R]
+        if resolution != side:
+            masks = ops.image.resize(
+                ops.transpose(masks, [0, 2, 3, 1]), (side, side), interpolation="bilinear"
+            )  # [B, H, W, K]: bilinear weights keep the sum over slots at 1
+            masks = ops.transpose(masks, [0, 3, 1, 2])
         return {
-            "masks": ops.transpose(at_input, [0, 3, 1, 2]),
-            "reconstruction": reconstruction,
+            "masks": masks,
+            "reconstruction": _image_from_cells(reconstruction, grid, block),  # [B, R, R, 3]
             "reconstruction_target": ops.stop_gradient(target),
         }
 
@@ -192,3 +194,19 @@ class MaskDecoder(keras.layers.Layer):
             init=self.init,
         )
         return config
+
+
+def _masks_from_cells(x, grid: int, block: int):
+    """Per-slot cells ``[B, K, g², p²]`` to maps ``[B, K, R, R]`` (R = g·p)."""
+    batch, slots = ops.shape(x)[0], ops.shape(x)[1]
+    x = ops.reshape(x, [batch, slots, grid, grid, block, block])
+    x = ops.transpose(x, [0, 1, 2, 4, 3, 5])  # [B, K, g, p, g, p]
+    return ops.reshape(x, [batch, slots, grid * block, grid * block])
+
+
+def _image_from_cells(x, grid: int, block: int):
+    """Cells ``[B, g², p², C]`` to images ``[B, R, R, C]`` (R = g·p)."""
+    batch, channels = ops.shape(x)[0], x.shape[-1]
+    x = ops.reshape(x, [batch, grid, grid, block, block, channels])
+    x = ops.transpose(x, [0, 1, 3, 2, 4, 5])  # [B, g, p, g, p, C]
+    return ops.reshape(x, [batch, grid * block, grid * block, channels])

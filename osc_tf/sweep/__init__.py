@@ -19,7 +19,7 @@ from osc_tf.sweep.launch import (
     minutes,
     run_state,
 )
-from osc_tf.sweep.summary import format_table, summarize
+from osc_tf.sweep.summary import format_seed_table, format_table, summarize, summarize_seeds
 
 __all__ = [
     "EXECUTORS",
@@ -28,6 +28,7 @@ __all__ = [
     "Run",
     "SweepRun",
     "check_config",
+    "format_seed_table",
     "format_table",
     "launch",
     "minutes",
@@ -36,4 +37,5 @@ __all__ = [
     "run_state",
     "split_values",
     "summarize",
+    "summarize_seeds",
 ]
