@@ -5,14 +5,18 @@ Endpoints (each returns a dict; ``embed`` is also ``serving_default``):
     embed(images uint8 [B,H,W,3])
         -> global_features [B,D], global_projection [B,E]
     objects(images uint8 [B,H,W,3], num_slots int32 [])
-        -> slots [B,K,D], slot_projection [B,K,E], masks [B,K,H,W]
+        -> slots [B,K,D], slot_projection [B,K,E], masks [B,K,H,W],
+           attention_masks [B,K,H,W]
 
 Images of any size: the centre square is cropped, resized to the training crop
-size and normalised inside the graph (``preprocess_for_inference``). ``masks``
-are each slot's attention upsampled to the centre square of the input and
-placed at its position in the input (zero outside the square), so they align
-with the input pixels. ``num_slots`` is free for Gaussian and k-means queries
-and must equal the trained K for learned queries. Gaussian queries sample with
+size and normalised inside the graph (``preprocess_for_inference``).
+``attention_masks`` are each slot's attention upsampled to the centre square of
+the input; ``masks`` are the decoder's masks (a model with a ``MaskDecoder``)
+resized to it, else the same as ``attention_masks``. Both are placed at the
+square's position in the input (zero outside it), so they align with the input
+pixels; a decoder's masks sum to 1 over slots inside the square. ``num_slots``
+is free for Gaussian and k-means queries and must equal the trained K for
+learned queries. Gaussian queries sample with
 their fixed inference seed, so outputs are deterministic.
 
 A client needs only TensorFlow::
@@ -32,7 +36,7 @@ import keras
 import tensorflow as tf
 
 from osc_tf.data.pipelines import preprocess_for_inference
-from osc_tf.evaluation.segmentation import upsample_attention
+from osc_tf.evaluation.segmentation import slot_maps
 from osc_tf.layers.queries import LearnedQueries
 
 EXPORT_DIR = "export"
@@ -40,13 +44,14 @@ IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
 NUM_SLOTS_SPEC = tf.TensorSpec([], tf.int32, name="num_slots")
 
 
-def _masks_at_input(attention: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
-    """Slot attention [B,K,N] → [B,K,H,W] over the input's centre square, 0 elsewhere."""
+def _masks_at_input(maps: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
+    """Slot attention [B,K,N] or masks [B,K,S,S] → [B,K,H,W] over the input's centre square,
+    0 elsewhere."""
     shape = tf.shape(images)
     height, width = shape[1], shape[2]
     side = tf.minimum(height, width)
     top, left = (height - side) // 2, (width - side) // 2
-    square = upsample_attention(attention, side)  # [B, K, side, side]
+    square = slot_maps(maps, side)  # [B, K, side, side]
     return tf.pad(
         square, [[0, 0], [0, 0], [top, height - side - top], [left, width - side - left]]
     )  # [B, K, H, W]
@@ -82,10 +87,14 @@ def build_archive(model, crop_size: int) -> keras.export.ExportArchive:
             x = preprocess_for_inference(images, crop_size)
         slots_arg = learned_k if learned_k is not None else num_slots
         outputs = model(x, training=False, num_slots=slots_arg)
+        attention_masks = _masks_at_input(outputs["attention"], images)
         return {
             "slots": outputs["slots"],
             "slot_projection": outputs["slot_projection"],
-            "masks": _masks_at_input(outputs["attention"], images),
+            "masks": _masks_at_input(outputs["masks"], images)
+            if "masks" in outputs
+            else attention_masks,
+            "attention_masks": attention_masks,
         }
 
     archive.add_endpoint("objects", objects, input_signature=[IMAGES_SPEC, NUM_SLOTS_SPEC])

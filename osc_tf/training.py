@@ -296,9 +296,12 @@ def _figure(writer, net, data, step: int) -> None:
     outputs = net(images, training=False)
     if "attention" not in outputs:
         return
-    png = attention_figure(denormalize(images), outputs["attention"])
+    pngs = {"slot_attention": attention_figure(denormalize(images), outputs["attention"])}
+    if "masks" in outputs:
+        pngs["decoder_masks"] = attention_figure(denormalize(images), outputs["masks"])
     with writer.as_default(step=step):
-        tf.summary.image("slot_attention", tf.image.decode_png(png)[None])
+        for name, png in pngs.items():
+            tf.summary.image(name, tf.image.decode_png(png)[None])
     writer.flush()
 
 

@@ -76,6 +76,7 @@ def test_export_reloads_in_a_fresh_process_with_the_models_outputs(tiny_run, tmp
     np.testing.assert_allclose(
         masks, expected_masks(outputs["attention"], 40, 56), atol=1e-5, rtol=1e-5
     )
+    np.testing.assert_array_equal(client["objects/attention_masks"], masks)  # no decoder
     assert np.all(masks[..., :8] == 0) and np.all(masks[..., 48:] == 0)  # outside the square
 
 
@@ -130,6 +131,37 @@ def test_gaussian_queries_export_any_number_of_slots_deterministically(tiny_data
             np.testing.assert_array_equal(first[key], again[key])
         expected = model(preprocess_for_inference(images, 32), num_slots=k)["slots"]
         np.testing.assert_allclose(first["slots"], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_decoder_run_scores_draws_and_exports_its_masks(tiny_data, tmp_path):
+    """A tiny run with the decoder: decoder masks evaluated, drawn and served by `objects`."""
+    from tests.conftest import train_tiny
+
+    workdir = tmp_path / "run"
+    decoder = ["ObjectCentricModel.decoder = @MaskDecoder()", "MaskDecoder.hidden = 16"]
+    train_tiny(tiny_data.data_dir, workdir, *decoder, "include 'gin/losses/reconstruction.gin'")
+    with open(workdir / "metrics.json") as f:
+        metrics = json.load(f)
+    for when in ("trained", "init"):
+        for name in ("fg_ari", "mbo", "iou", "dice"):
+            assert np.isfinite(metrics[when][f"segmentation_decoder/{name}"])
+            assert np.isfinite(metrics[when][f"segmentation/{name}"])
+    figures = os.listdir(workdir / "figures" / "step_4")
+    assert "segmentation_decoder_0.png" in figures and "segmentation_0.png" in figures
+
+    run = training.load(str(workdir))
+    images = images_uint8()
+    outputs = run["model"](preprocess_for_inference(images, 32))
+    client = run_client(str(workdir / "export"), images, 4, tmp_path)
+    masks, attention_masks = client["objects/masks"], client["objects/attention_masks"]
+    assert masks.shape == attention_masks.shape == (3, 4, 40, 56)
+    np.testing.assert_allclose(
+        attention_masks, expected_masks(outputs["attention"].numpy(), 40, 56), atol=1e-5
+    )
+    square = tf.image.resize(np.transpose(outputs["masks"], [0, 2, 3, 1]), [40, 40]).numpy()
+    np.testing.assert_allclose(masks[..., 8:48], np.transpose(square, [0, 3, 1, 2]), atol=1e-5)
+    np.testing.assert_allclose(masks[..., 8:48].sum(axis=1), 1.0, rtol=1e-5)
+    assert np.all(masks[..., :8] == 0) and np.all(masks[..., 48:] == 0)
 
 
 def test_export_script_writes_a_loadable_savedmodel(tiny_run, tmp_path, capsys):

@@ -12,6 +12,7 @@ import tensorflow as tf
 import osc_tf.configurables  # noqa: F401  (registers the gin names)
 from osc_tf import config
 from osc_tf.layers.heads import MLPHead
+from osc_tf.layers.mask_decoder import MaskDecoder
 from osc_tf.layers.queries import LearnedQueries
 from osc_tf.layers.slot_attention import SlotAttention
 from osc_tf.layers.vit import ViT
@@ -201,12 +202,46 @@ def test_save_load_and_config_round_trip(tmp_path):
         np.testing.assert_array_equal(reloaded[key], value, err_msg=key)
 
 
+DECODER = ["ObjectCentricModel.decoder = @MaskDecoder()", "MaskDecoder.hidden = 16"]
+
+
+@pytest.mark.parametrize("object_fn", ["slot_attention", "cross_attention"])
+@pytest.mark.parametrize("queries", ["learned", "gaussian", "kmeans_cosine"])
+def test_decoder_trains_with_every_query_type_and_object_function(queries, object_fn):
+    """A few steps of ctr + ctr_img + reconstruction: finite losses, masks summing to 1."""
+    from osc_tf.losses import Objective, reconstruction_mse
+
+    model = build_model("slots_to_global", queries, object_fn, DECODER)
+    model(IMAGES)  # builds the weights
+    model.compile(keras.optimizers.Adam(1e-3), Objective(reconstruction_loss=reconstruction_mse))
+    rng = np.random.default_rng(1)
+    views = IMAGES + 0.1 * rng.normal(size=IMAGES.shape).astype("float32")
+    batch = {"images": tf.constant(np.concatenate([IMAGES, views]))}  # two views of B images
+    before = [np.array(w) for w in model.decoder.trainable_weights]
+    for _ in range(3):
+        logs = model.train_step(batch)
+        names = ["loss", "loss_global_ctr", "loss_object_ctr_img", "loss_reconstruction_mse"]
+        assert all(np.isfinite(float(logs[k])) for k in names)
+    weights = model.decoder.trainable_weights
+    assert all(not np.array_equal(w, b) for w, b in zip(weights, before, strict=True))
+    outputs = model(IMAGES)
+    assert outputs["masks"].shape == (B, K, SIZE, SIZE)
+    assert outputs["reconstruction"].shape == (B, SIZE, SIZE, 3)
+    np.testing.assert_allclose(np.sum(outputs["masks"], axis=1), 1.0, rtol=1e-5)
+    if queries == "gaussian":  # any K at call time
+        assert model(IMAGES, num_slots=7)["masks"].shape == (B, 7, SIZE, SIZE)
+    config = model.get_config()
+    assert ObjectCentricModel.from_config(config).get_config() == config
+
+
 def test_invalid_compositions_fail_loudly():
     vit, head = ViT(embed_dim=D, num_layers=1, num_heads=2), MLPHead()
     with pytest.raises(ValueError, match="missing: \\['object_fn', 'object_proj'\\]"):
         ObjectCentricModel(vit, head, MLPHead(), queries=LearnedQueries(K))
     with pytest.raises(ValueError, match="need an object branch"):
         ObjectCentricModel(vit, head, MLPHead(), global_from_slots=True)
+    with pytest.raises(ValueError, match="decoder need an object branch"):
+        ObjectCentricModel(vit, head, MLPHead(), decoder=MaskDecoder())
     with pytest.raises(ValueError, match="pooling='avg'"):
         ObjectCentricModel(
             ViT(pooling="cls"), head, MLPHead(), LearnedQueries(), SlotAttention(), MLPHead(), True

@@ -10,12 +10,13 @@ segmentation grids and the probe's curves.
 import io
 
 import numpy as np
+import tensorflow as tf
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from osc_tf.data.augment import IMAGENET_MEAN, IMAGENET_STD, denormalize
-from osc_tf.evaluation.segmentation import upsample_attention
+from osc_tf.evaluation.segmentation import slot_maps
 from osc_tf.evaluation.vqa import ProbeResult
 
 CELL_INCHES = 1.5  # side of one panel of the segmentation grid
@@ -35,14 +36,15 @@ def attention_figure(images: np.ndarray, attention: np.ndarray, max_images: int 
 
     Args:
         images: ``[B, S, S, 3]`` floats in [0, 1] (square crops).
-        attention: ``[B, K, N]`` slot attention over the ``N`` patch tokens.
+        attention: ``[B, K, N]`` slot attention over the ``N`` patch tokens, or a
+            decoder's masks ``[B, K, R, R]``.
 
     Returns:
         PNG bytes.
     """
     images = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)[:max_images]
     b, h, w, _ = images.shape
-    maps = upsample_attention(np.asarray(attention)[:b], h).numpy()  # [B, K, H, W]
+    maps = slot_maps(tf.constant(np.asarray(attention)[:b]), h).numpy()  # [B, K, H, W]
     # Each map scaled to its own maximum: decoders' attention sums to 1 over tokens.
     maps = maps / np.maximum(maps.max(axis=(2, 3), keepdims=True), 1e-12)
     k = maps.shape[1]

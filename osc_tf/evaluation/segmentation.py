@@ -111,7 +111,7 @@ def slot_maps(maps: tf.Tensor, size: int, method: str = "bilinear") -> tf.Tensor
     if len(maps.shape) == 3:
         return upsample_attention(maps, size, method)
     maps = tf.cast(maps, tf.float32)
-    if maps.shape[-1] == size:
+    if isinstance(size, int) and maps.shape[-1] == size:
         return maps
     resized = tf.image.resize(tf.transpose(maps, [0, 2, 3, 1]), [size, size], method="bilinear")
     return tf.transpose(resized, [0, 3, 1, 2])  # [B, K, S, S]

@@ -10,7 +10,7 @@ pixels (``R = g·p``), so the cost grows with the number of cells, not pixels::
     r = position of cell c (see ``positions``)          # [B, K, g², 2]
     h = act(s + W_r r)                                  # [B, K, g², C]
     h = act(W_1 h + b_1)
-    rgb = W_rgb h + b_rgb; alpha = W_a h + b_a          # [B, K, g², p²·3], [B, K, g², p²]
+    rgb = W_rgb h + b_rgb; alpha = W_a h                # [B, K, g², p²·3], [B, K, g², p²]
     masks = softmax over K of alpha                     # [B, K, R, R]
     reconstruction = Σ_k masks_k · RGB_k                # [B, R, R, 3]
 
@@ -45,7 +45,8 @@ class MaskDecoder(keras.layers.Layer):
     """Decodes every slot to RGB and an alpha logit per pixel; alphas softmaxed over slots.
 
     Args:
-        resolution: side R of the decoded image and masks; None: the input images' side.
+        resolution: side R of the decoded image and masks, a divisor of the input
+            side (the target is then each block's mean); None: the input's side.
         grid: cells per side g; None: the side of the attention's token grid. R must
             be a multiple of g.
         hidden: width C of the decoder's hidden layers.
@@ -68,7 +69,7 @@ class MaskDecoder(keras.layers.Layer):
         A dict of float32 tensors: ``masks [B, K, H, W]`` (sum to 1 over K; the
         decoder's masks resized to the input when R ≠ H), ``reconstruction
         [B, R, R, 3]`` and ``reconstruction_target [B, R, R, 3]`` (the images,
-        resized with antialiasing when R ≠ H).
+        or the means of their (H/R)² blocks when R ≠ H).
     """
 
     def __init__(
@@ -115,6 +116,11 @@ class MaskDecoder(keras.layers.Layer):
                 f"MaskDecoder.resolution = {resolution} is not a multiple of the grid {grid} "
                 "(each cell decodes a square block of pixels)"
             )
+        if side % resolution:
+            raise ValueError(
+                f"MaskDecoder.resolution = {resolution} does not divide the image side {side} "
+                "(the target is the mean of each block of pixels)"
+            )
         return resolution, grid, resolution // grid
 
     def build(self, slots_shape, attention_shape, images_shape):
@@ -130,7 +136,10 @@ class MaskDecoder(keras.layers.Layer):
             ("alpha", block * block, self.hidden, (None, self.hidden)),
         )
         for name, units, fan_in, shape in layers:
-            layer = initializers.dense(units, fan_in, self.init, name=name, dtype=policy)
+            # A bias shared by every slot's alpha logit cancels in the softmax over slots.
+            layer = initializers.dense(
+                units, fan_in, self.init, use_bias=name != "alpha", name=name, dtype=policy
+            )
             layer.build(shape)
             setattr(self, name, layer)
 
@@ -168,8 +177,10 @@ class MaskDecoder(keras.layers.Layer):
         images = ops.cast(images, "float32")
         side = images.shape[1]
         target = images
-        if resolution != side:
-            target = ops.image.resize(images, (resolution, resolution), antialias=True)
+        if resolution != side:  # the mean of each (side/R)² block: area resampling, XLA-ready
+            shrink = side // resolution
+            target = ops.reshape(images, [-1, resolution, shrink, resolution, shrink, 3])
+            target = ops.mean(target, axis=(2, 4))
         masks = _masks_from_cells(weights, grid, block)  # [B, K, R, R]
         if resolution != side:
             masks = ops.image.resize(
