@@ -149,10 +149,10 @@ def test_summary_table_and_csv_from_run_files(tmp_path):
     os.makedirs(tmp_path / ".submitit")  # not a run
     rows = sweep.summarize(str(tmp_path))
     columns = ["name", "d", "status", "step", "loss", "loss_global_ctr", "loss_object_ctr_img"]
-    columns += ["fg_ari", "iou", "vqa_slots_ap", "vqa_global_ap", "error"]
+    columns += ["fg_ari", "mbo", "iou", "vqa_slots_ap", "vqa_global_ap", "error"]
     assert [list(r) for r in rows] == [columns] * 3
     assert [r["name"] for r in rows] == ["d=1", "d=2", "d=3"]  # sweep order
-    values = ["d=1", "1", "finished", 10, 1.25, 0.5, 0.75, 0.5, 0.25, 0.125, 0.0625, None]
+    values = ["d=1", "1", "finished", 10, 1.25, 0.5, 0.75, 0.5, 0.3, 0.25, 0.125, 0.0625, None]
     assert rows[0] == dict(zip(columns, values, strict=True))
     assert rows[1]["status"] == "failed" and rows[1]["error"] == "OOM: out of memory"
     assert rows[1]["loss"] is None and rows[1]["fg_ari"] is None
@@ -244,6 +244,49 @@ def test_local_sweep_runs_at_most_max_parallel_subprocesses_and_records_failures
     assert table[1].split()[:5] == [names[0], "4", "finished", "4", f"{final['loss']:.4g}"]
     assert table[2].split()[:3] == [names[1], "0", "failed"]
     assert table[2].endswith(bad["error"]) and table[3].endswith(worse["error"])
+
+
+def test_seed_summary_groups_runs_that_differ_only_in_the_seed(tmp_path, capsys):
+    def run(index, weight, seed, status="finished", mbo=None, dec_mbo=None):
+        name = f"w={weight},seed={seed}"
+        folder = tmp_path / name
+        overrides = {"Objective.reconstruction_weight": weight, "train.seed": seed}
+        write(folder / RUN_FILE, {"name": name, "index": index, "overrides": overrides})
+        write(folder / STATUS_FILE, {"status": status, "step": 10})
+        trained = {"segmentation/mbo": mbo, "segmentation_decoder/mbo": dec_mbo}
+        if mbo is not None:
+            write(folder / "metrics.json", {"trained": trained, "init": {}})
+            write(folder / "train_result.json", {"loss": mbo + 1.0, "step": 10})
+
+    run(0, "5", "0", mbo=0.25, dec_mbo=0.5)
+    run(1, "5", "1", mbo=0.75, dec_mbo=0.25)
+    run(2, "50", "0", mbo=0.5, dec_mbo=0.125)
+    run(3, "50", "1", status="failed")
+    rows = sweep.summarize(str(tmp_path))
+    assert "dec_mbo" in rows[0] and "dec_iou" not in rows[0]  # the columns some run has
+    groups = sweep.summarize_seeds(rows)
+    assert [g["Objective.reconstruction_weight"] for g in groups] == ["5", "50"]
+    first, second = groups
+    assert (first["runs"], first["seeds"], second["runs"], second["seeds"]) == (
+        "2/2",
+        "0,1",
+        "1/2",
+        "0",
+    )
+    assert first["mbo"] == 0.5 and first["mbo_std"] == pytest.approx(0.5**0.5 / 2)
+    assert first["dec_mbo"] == 0.375 and first["dec_mbo_std"] == pytest.approx(0.125**0.5 / 2)
+    assert first["loss"] == 1.5 and first["fg_ari"] is None
+    assert second["mbo"] == 0.5 and second["mbo_std"] is None  # one finished run
+    table = sweep.format_seed_table(groups).splitlines()
+    assert table[1].split()[:5] == ["5", "2/2", "0,1", "1.5", "±"]
+    assert "0.5 ± 0.35" in table[1] and "0.375 ± 0.18" in table[1]
+    assert sweep.summarize_seeds([{"name": "a", "d": "1", "status": "finished"}]) == []
+
+    assert sweep_script().main(["--summarize", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "mean ± std over train.seed" in out and "0.375 ± 0.18" in out
+    with open(tmp_path / "summary_seeds.csv") as f:
+        assert next(csv.reader(f))[:3] == ["Objective.reconstruction_weight", "runs", "seeds"]
 
 
 @pytest.fixture

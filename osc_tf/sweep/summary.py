@@ -160,7 +160,7 @@ def _columns(rows: list[dict]) -> list[str]:
     tail += losses + list(METRICS) + decoder + ["error"]
     head = []
     for row in rows:
-        head += [k for k in row if k not in tail and k not in head]
+        head += [k for k in row if k not in tail and k not in head and k not in DECODER_METRICS]
     return head + tail
 
 
