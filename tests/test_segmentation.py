@@ -187,6 +187,33 @@ def test_perfect_segmentation_scores_one():
         np.testing.assert_allclose(out[key], 1.0, rtol=1e-6, err_msg=key)
 
 
+def test_pixel_masks_are_scored_as_given_or_resized():
+    """A decoder's masks [B, K, R, R]: at the crop's size as they are, smaller ones resized."""
+    rng = np.random.default_rng(4)
+    entity = rng.integers(0, 6, size=(3, 8, 8))
+    masks = _one_hot_maps(entity, 6).astype(bool)
+    visibility = masks.any(axis=(2, 3))
+    metrics = SegmentationMetrics()
+    out = metrics.update(_one_hot_maps(entity, 6), masks, visibility)  # rank 4, R = S
+    for key in ("iou", "dice", "soft_dice", "mbo", "fg_ari", "ari"):
+        np.testing.assert_allclose(out[key], 1.0, rtol=1e-6, err_msg=key)
+    coarse = rng.integers(0, 5, size=(2, 4, 4))
+    fine = coarse.repeat(2, axis=1).repeat(2, axis=2)  # [2, 8, 8]
+    masks = _one_hot_maps(fine, 5).astype(bool)
+    out = SegmentationMetrics().update(_one_hot_maps(coarse, 5), masks, masks.any(axis=(2, 3)))
+    for key in ("mbo", "fg_ari", "ari"):
+        np.testing.assert_allclose(out[key], 1.0, rtol=1e-6, err_msg=key)
+    # the same maps as attention over a 4x4 token grid score the same
+    attention = SegmentationMetrics().update(_attention(coarse, 5), masks, masks.any(axis=(2, 3)))
+    for key in ("iou", "dice", "mbo", "fg_ari"):
+        np.testing.assert_allclose(out[key], attention[key], rtol=1e-6, err_msg=key)
+    # after a rank-4 batch, the same metrics object still takes attention (one graph per rank)
+    metrics.update(_attention(entity, 6), _one_hot_maps(entity, 6).astype(bool), visibility)
+    assert metrics.result()["num_images"] == 6
+    with pytest.raises(ValueError, match="attention \\[B, K, N\\] or masks"):
+        metrics.update(np.ones([2, 8]), masks, visibility)
+
+
 def test_no_nan_for_degenerate_images():
     entity = np.zeros((4, 4, 4), int)
     entity[0, 1:3, 1:3] = 1  # image 0: one object
