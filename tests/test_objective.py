@@ -127,14 +127,14 @@ def test_needs_a_term():
 
 def test_reconstruction_term_adds_to_the_others(outputs):
     objective = _from_gin("ctr", "ctr_img", "reconstruction")
-    assert objective.reconstruction_weight == 50.0
+    assert objective.reconstruction_weight == 20.0
     result = objective(outputs)
     names = ["loss", "loss_global_ctr", "loss_object_ctr_img", "loss_reconstruction_mse"]
     assert sorted(result) == [*names, "matching"]
     error = outputs["reconstruction"] - outputs["reconstruction_target"]
     np.testing.assert_allclose(result["loss_reconstruction_mse"], np.mean(error**2), rtol=1e-6)
     want = result["loss_global_ctr"] + result["loss_object_ctr_img"]
-    want += 50.0 * result["loss_reconstruction_mse"]
+    want += 20.0 * result["loss_reconstruction_mse"]
     np.testing.assert_allclose(result["loss"], want, rtol=1e-6)
     alone = losses.Objective(None, object_loss=None, reconstruction_loss=losses.reconstruction_mse)
     assert sorted(alone(outputs)) == ["loss", "loss_reconstruction_mse"]
