@@ -23,7 +23,6 @@ from keras import ops
 
 OUTPUT_KEYS = ("backbone_tokens", "global_features", "global_projection")
 OBJECT_OUTPUT_KEYS = ("slots", "slot_projection", "attention", "attention_steps")
-DECODER_OUTPUT_KEYS = ("masks", "reconstruction", "reconstruction_target")
 _PARTS = (
     "backbone",
     "global_fn",
