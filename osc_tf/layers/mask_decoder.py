@@ -174,15 +174,14 @@ class MaskDecoder(keras.layers.Layer):
         weights = ops.exp(logits - ops.max(logits, axis=1, keepdims=True))
         weights = weights / ops.sum(weights, axis=1, keepdims=True)  # softmax over K
         reconstruction = ops.sum(weights[..., None] * rgb, axis=1)  # [B, g², p², 3]
-        images = ops.cast(images, "float32")
-        side = images.shape[1]
-        target = images
-        if resolution != side:  # the mean of each (side/R)² block: area resampling, XLA-ready
-            shrink = side // resolution
-            target = ops.reshape(images, [-1, resolution, shrink, resolution, shrink, 3])
-            target = ops.mean(target, axis=(2, 4))
+        target = ops.cast(images, "float32")
         masks = _masks_from_cells(weights, grid, block)  # [B, K, R, R]
+        side = images.shape[1]
         if resolution != side:
+            # the target: the mean of each (side/R)² block (area resampling, XLA-ready)
+            shrink = side // resolution
+            target = ops.reshape(target, [-1, resolution, shrink, resolution, shrink, 3])
+            target = ops.mean(target, axis=(2, 4))
             masks = ops.image.resize(
                 ops.transpose(masks, [0, 2, 3, 1]), (side, side), interpolation="bilinear"
             )  # [B, H, W, K]: bilinear weights keep the sum over slots at 1
