@@ -77,7 +77,11 @@ def _oracle(layer, slots, attention, images):
                     pos = np.array([centre[j], centre[i]]) - centroid[b, k]
                     h = _gelu(s[b, k] + pos @ w["pos_proj/kernel"] + w["pos_proj/bias"])
                     h = _gelu(h @ w["fc1/kernel"] + w["fc1/bias"])
-                    cell_rgb = (h @ w["rgb/kernel"] + w["rgb/bias"]).reshape(block, block, 3)
+                    cell_rgb = (
+                        (h @ w["rgb/kernel"] + w["rgb/bias"])
+                        .reshape(3, block, block)
+                        .transpose(1, 2, 0)
+                    )
                     cell_alpha = (h @ w["alpha/kernel"]).reshape(block, block)
                     rows = slice(i * block, (i + 1) * block)
                     cols = slice(j * block, (j + 1) * block)

@@ -10,7 +10,7 @@ pixels (``R = g·p``), so the cost grows with the number of cells, not pixels::
     r = position of cell c (see ``positions``)          # [B, K, g², 2]
     h = act(s + W_r r)                                  # [B, K, g², C]
     h = act(W_1 h + b_1)
-    rgb = W_rgb h + b_rgb; alpha = W_a h                # [B, K, g², p²·3], [B, K, g², p²]
+    rgb = W_rgb h + b_rgb; alpha = W_a h                # [B, K, g², 3·p²], [B, K, g², p²]
     masks = softmax over K of alpha                     # [B, K, R, R]
     reconstruction = Σ_k masks_k · RGB_k                # [B, R, R, 3]
 
@@ -169,19 +169,20 @@ class MaskDecoder(keras.layers.Layer):
         # Everything stays in the cells' layout [B, K, g², p², ...] (the reductions over K
         # need no transpose); only the outputs are rearranged to images.
         cells = [batch, num_slots, grid * grid, block * block]
-        rgb = ops.reshape(ops.cast(self.rgb(h), "float32"), [*cells, 3])  # [B, K, g², p², 3]
+        # rgb units are channel-major (3, p²): the product with the alphas broadcasts
+        # over a middle axis, 3× faster forward and backward than over a trailing axis of 3
+        rgb = ops.reshape(ops.cast(self.rgb(h), "float32"), [*cells[:3], 3, block * block])
         logits = ops.reshape(ops.cast(self.alpha(h), "float32"), cells)  # [B, K, g², p²]
         weights = ops.exp(logits - ops.max(logits, axis=1, keepdims=True))
         weights = weights / ops.sum(weights, axis=1, keepdims=True)  # softmax over K
-        reconstruction = ops.sum(weights[..., None] * rgb, axis=1)  # [B, g², p², 3]
+        reconstruction = ops.sum(weights[:, :, :, None] * rgb, axis=1)  # [B, g², 3, p²]
         target = ops.cast(images, "float32")
         masks = _masks_from_cells(weights, grid, block)  # [B, K, R, R]
         side = images.shape[1]
         if resolution != side:
             # the target: the mean of each (side/R)² block (area resampling, XLA-ready)
             shrink = side // resolution
-            target = ops.reshape(target, [-1, resolution, shrink, resolution, shrink, 3])
-            target = ops.mean(target, axis=(2, 4))
+            target = ops.average_pool(target, shrink, strides=shrink, padding="valid")
             masks = ops.image.resize(
                 ops.transpose(masks, [0, 2, 3, 1]), (side, side), interpolation="bilinear"
             )  # [B, H, W, K]: bilinear weights keep the sum over slots at 1
@@ -215,8 +216,8 @@ def _masks_from_cells(x, grid: int, block: int):
 
 
 def _image_from_cells(x, grid: int, block: int):
-    """Cells ``[B, g², p², C]`` to images ``[B, R, R, C]`` (R = g·p)."""
-    batch, channels = ops.shape(x)[0], x.shape[-1]
-    x = ops.reshape(x, [batch, grid, grid, block, block, channels])
-    x = ops.transpose(x, [0, 1, 3, 2, 4, 5])  # [B, g, p, g, p, C]
+    """Channel-major cells ``[B, g², C, p²]`` to images ``[B, R, R, C]`` (R = g·p)."""
+    batch, channels = ops.shape(x)[0], x.shape[2]
+    x = ops.reshape(x, [batch, grid, grid, channels, block, block])
+    x = ops.transpose(x, [0, 1, 4, 2, 5, 3])  # [B, g, p, g, p, C]
     return ops.reshape(x, [batch, grid * block, grid * block, channels])
