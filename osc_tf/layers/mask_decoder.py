@@ -143,28 +143,37 @@ class MaskDecoder(keras.layers.Layer):
             layer.build(shape)
             setattr(self, name, layer)
 
-    def _positions(self, attention, grid: int):
-        """Cell positions per slot: ``[B, K, g², 2]`` (or ``[1, 1, g², 2]`` if absolute)."""
-        cells = grid_centres(grid)[None, None]  # [1, 1, g², 2]
-        if self.positions == "absolute":
-            return cells
+    def _position_features(self, attention, grid: int, dtype):
+        """``W_r r + b_r`` per slot and cell: ``[B, K, g², C]`` (``[1, 1, g², C]`` if absolute).
+
+        The projection is linear, so for ``"relative"`` it is the cells' projection
+        minus the centroid's, ``(W_r cell + b_r) − W_r centroid_k``: no [B, K, g², 2]
+        tensor and no matmul over B·K·g² rows of two inputs.
+        """
+        cells = grid_centres(grid)  # [g², 2]
+        if self.positions != "relative_scaled":
+            projected = self.pos_proj(ops.cast(cells, dtype))[None, None]  # [1, 1, g², C]
+            if self.positions == "absolute":
+                return projected
         attention = ops.cast(attention, "float32")
         weights = attention / (ops.sum(attention, axis=-1, keepdims=True) + 1e-8)  # [B, K, N]
         tokens = grid_centres(math.isqrt(attention.shape[-1]))  # [N, 2]
         centroid = ops.einsum("bkn,nc->bkc", weights, tokens)  # [B, K, 2]
-        relative = cells - centroid[:, :, None]  # [B, K, g², 2]
-        if self.positions == "relative_scaled":
-            offsets = tokens[None, None] - centroid[:, :, None]  # [B, K, N, 2]
-            variance = ops.einsum("bkn,bknc->bkc", weights, offsets * offsets)
-            relative = relative / (ops.sqrt(variance + 1e-8) + self.min_spread)[:, :, None]
-        return relative
+        if self.positions == "relative":
+            kernel = ops.cast(self.pos_proj.kernel, dtype)
+            return projected - ops.matmul(ops.cast(centroid, dtype), kernel)[:, :, None]
+        relative = cells[None, None] - centroid[:, :, None]  # [B, K, g², 2]
+        offsets = tokens[None, None] - centroid[:, :, None]  # [B, K, N, 2]
+        variance = ops.einsum("bkn,bknc->bkc", weights, offsets * offsets)
+        relative = relative / (ops.sqrt(variance + 1e-8) + self.min_spread)[:, :, None]
+        return self.pos_proj(ops.cast(relative, dtype))
 
     def call(self, slots, attention, images, training=False):
         resolution, grid, block = self._sizes(attention.shape, images.shape)
         batch, num_slots = ops.shape(slots)[0], ops.shape(slots)[1]
         features = self.slot_proj(self.norm(slots))  # [B, K, C]
-        positions = ops.cast(self._positions(attention, grid), features.dtype)
-        h = self._activation(features[:, :, None] + self.pos_proj(positions))  # [B, K, g², C]
+        positions = self._position_features(attention, grid, features.dtype)
+        h = self._activation(features[:, :, None] + positions)  # [B, K, g², C]
         h = self._activation(self.fc1(h))
         # Everything stays in the cells' layout [B, K, g², p², ...] (the reductions over K
         # need no transpose); only the outputs are rearranged to images.
