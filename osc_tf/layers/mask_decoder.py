@@ -151,15 +151,14 @@ class MaskDecoder(keras.layers.Layer):
         tensor and no matmul over B·K·g² rows of two inputs.
         """
         cells = grid_centres(grid)  # [g², 2]
-        if self.positions != "relative_scaled":
-            projected = self.pos_proj(ops.cast(cells, dtype))[None, None]  # [1, 1, g², C]
-            if self.positions == "absolute":
-                return projected
+        if self.positions == "absolute":
+            return self.pos_proj(ops.cast(cells, dtype))[None, None]  # [1, 1, g², C]
         attention = ops.cast(attention, "float32")
         weights = attention / (ops.sum(attention, axis=-1, keepdims=True) + 1e-8)  # [B, K, N]
         tokens = grid_centres(math.isqrt(attention.shape[-1]))  # [N, 2]
         centroid = ops.einsum("bkn,nc->bkc", weights, tokens)  # [B, K, 2]
         if self.positions == "relative":
+            projected = self.pos_proj(ops.cast(cells, dtype))[None, None]  # [1, 1, g², C]
             kernel = ops.cast(self.pos_proj.kernel, dtype)
             return projected - ops.matmul(ops.cast(centroid, dtype), kernel)[:, :, None]
         relative = cells[None, None] - centroid[:, :, None]  # [B, K, g², 2]
