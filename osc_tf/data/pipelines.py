@@ -38,6 +38,7 @@ crop is still visible; the VQA targets follow the same visibility).
 from __future__ import annotations
 
 import functools
+import math
 import os
 
 import tensorflow as tf
@@ -128,6 +129,10 @@ class MultiObjectData:
             where the dataset says so, visible) or ``"image"`` (the dataset's
             visibility of the full image, the original's; for a dataset
             without one, a pixel anywhere in the full image).
+        cache_mib: keep the decoded training images in memory after the first
+            epoch when they take at most this many MiB (per process; 0: never),
+            so later epochs skip the PNG decoding. The stream is the same either
+            way. The quickstart's 7,000 scenes take 384 MiB; CLEVR's 70,000, 15 GiB.
     """
 
     def __init__(
@@ -146,6 +151,7 @@ class MultiObjectData:
         build_synthetic: bool = True,
         test_mask_resize: str = "nearest",
         test_visibility: str = "crop",
+        cache_mib: float = 1024,
     ):
         if crop_size < 1:
             raise ValueError(f"MultiObjectData.crop_size = {crop_size}: expected an integer >= 1")
@@ -169,6 +175,9 @@ class MultiObjectData:
         self.build_synthetic = build_synthetic
         self.test_mask_resize = test_mask_resize
         self.test_visibility = test_visibility
+        if cache_mib < 0:
+            raise ValueError(f"MultiObjectData.cache_mib = {cache_mib}: expected >= 0")
+        self.cache_mib = cache_mib
         height, width = image_size if image_size else (None, None)
         self.builder = tfds_builder.builder(
             dataset,
@@ -240,6 +249,14 @@ class MultiObjectData:
         cap = self._cap(split)
         return total if cap is None else min(total, cap)
 
+    def decoded_train_mib(self) -> float:
+        """MiB of the decoded training images (inf if their shape varies)."""
+        feature = self.builder.info.features["image"]
+        if any(d is None for d in feature.shape):
+            return math.inf
+        size = math.prod(feature.shape) * tf.as_dtype(feature.dtype).size
+        return self.num_examples_in("train") * size / 2**20
+
     def _cap(self, split: str) -> int | None:
         if isinstance(self.max_samples, dict):
             unknown = set(self.max_samples) - set(_SPLITS)
@@ -300,6 +317,13 @@ class MultiObjectData:
             raise ValueError(f"the train split of {self.builder.builder_config.name} is empty")
         buffer = min(self.shuffle_buffer or 10 * batch_size, num)
         first_epoch, offset = divmod(start_step * batch_size, num)
+        decode = self.builder.info.features["image"].decode_example
+        if self.decoded_train_mib() <= self.cache_mib:
+            # decoded once, in record order; every epoch's shuffle then reads memory
+            records = records.map(
+                lambda ex: {"image": decode(ex["image"])}, num_parallel_calls=tf.data.AUTOTUNE
+            ).cache()
+            decode = tf.identity
 
         def order(e: int) -> tf.data.Dataset:
             # A Python-int seed: tf.data rejects tensor seeds when the global seed is 0.
@@ -316,7 +340,6 @@ class MultiObjectData:
         if pipelines > 1:
             ds = ds.shard(pipelines, pipeline_id)
         stream = seed * 1_000_003
-        decode = self.builder.info.features["image"].decode_example
         ds = ds.map(
             lambda i, ex: (decode(ex["image"]), tf.stack([tf.constant(stream, tf.int64), i])),
             num_parallel_calls=tf.data.AUTOTUNE,

@@ -160,7 +160,7 @@ class MaskDecoder(keras.layers.Layer):
         if self.positions == "relative":
             projected = self.pos_proj(ops.cast(cells, dtype))[None, None]  # [1, 1, g², C]
             kernel = ops.cast(self.pos_proj.kernel, dtype)
-            return projected - ops.matmul(ops.cast(centroid, dtype), kernel)[:, :, None]
+            return projected - ops.expand_dims(ops.matmul(ops.cast(centroid, dtype), kernel), 2)
         relative = cells[None, None] - centroid[:, :, None]  # [B, K, g², 2]
         offsets = tokens[None, None] - centroid[:, :, None]  # [B, K, N, 2]
         variance = ops.einsum("bkn,bknc->bkc", weights, offsets * offsets)
@@ -172,7 +172,9 @@ class MaskDecoder(keras.layers.Layer):
         batch, num_slots = ops.shape(slots)[0], ops.shape(slots)[1]
         features = self.slot_proj(self.norm(slots))  # [B, K, C]
         positions = self._position_features(attention, grid, features.dtype)
-        h = self._activation(features[:, :, None] + positions)  # [B, K, g², C]
+        # expand_dims, not x[:, :, None]: TF slices for a new axis and its gradient is a
+        # StridedSliceGrad copy of the broadcast operand (~2 ms per step at the quickstart)
+        h = self._activation(ops.expand_dims(features, 2) + positions)  # [B, K, g², C]
         h = self._activation(self.fc1(h))
         # Everything stays in the cells' layout [B, K, g², p², ...] (the reductions over K
         # need no transpose); only the outputs are rearranged to images.
@@ -183,7 +185,7 @@ class MaskDecoder(keras.layers.Layer):
         logits = ops.reshape(ops.cast(self.alpha(h), "float32"), cells)  # [B, K, g², p²]
         weights = ops.exp(logits - ops.max(logits, axis=1, keepdims=True))
         weights = weights / ops.sum(weights, axis=1, keepdims=True)  # softmax over K
-        reconstruction = ops.sum(weights[:, :, :, None] * rgb, axis=1)  # [B, g², 3, p²]
+        reconstruction = ops.sum(ops.expand_dims(weights, 3) * rgb, axis=1)  # [B, g², 3, p²]
         target = ops.cast(images, "float32")
         masks = _masks_from_cells(weights, grid, block)  # [B, K, R, R]
         side = images.shape[1]

@@ -56,6 +56,21 @@ def test_train_resumes_at_the_batch_of_an_uninterrupted_run(tiny_data):
     assert not np.array_equal(full[0], full[112])
 
 
+def test_cached_decoded_images_give_the_same_stream(tiny_data, tiny):
+    """Decoded images kept in memory (the default for a small split) change nothing:
+    the same batches as decoding every epoch, across epochs and from a resumed step."""
+    assert tiny_data.decoded_train_mib() == 28 * tiny.height * tiny.width * 3 / 2**20
+    assert tiny_data.decoded_train_mib() <= tiny_data.cache_mib  # tiny_data caches
+    uncached = _options(tiny_data, cache_mib=0)
+    uncached.crop_size = tiny.crop_size
+    for start in (0, 9):
+        cached = tiny_data.train(4, seed=3, start_step=start).take(16)  # 2+ epochs of 7
+        decoded = uncached.train(4, seed=3, start_step=start).take(16)
+        np.testing.assert_array_equal(_stack(cached), _stack(decoded))
+    with pytest.raises(ValueError, match="cache_mib"):
+        _options(tiny_data, cache_mib=-1)
+
+
 def test_validation_views_are_fixed_per_image(tiny_data):
     epoch1 = list(tiny_data.validation(batch_size=4))
     epoch2 = list(tiny_data.validation(batch_size=4))
