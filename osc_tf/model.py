@@ -63,6 +63,11 @@ class ObjectCentricModel(keras.Model):
             "reconstruction", "reconstruction_target"}`` (e.g. ``MaskDecoder``), the
             slots' decoder for the reconstruction objective and pixel masks; needs
             the object branch.
+        decoder_views: 2 decodes every row; 1 decodes, when training, only the
+            first half of the rows — the first view of a two-view batch, whose rows
+            are view-major (rows 0..B-1 view 0, B..2B-1 view 1, per replica), so the
+            reconstruction term is the first view's and the decoder costs half.
+            Inference (``training=False``) decodes every row either way.
 
     Call:
         images: ``[B, H, W, 3]`` normalised float32 images.
@@ -76,7 +81,8 @@ class ObjectCentricModel(keras.Model):
         ``attention [B, K, N]`` (the last iteration's or layer's) and
         ``attention_steps [B, T, K, N]`` (every iteration's or layer's); with a
         decoder ``masks [B, K, H, W]`` (sum to 1 over K), ``reconstruction
-        [B, R, R, 3]`` and ``reconstruction_target [B, R, R, 3]``.
+        [B, R, R, 3]`` and ``reconstruction_target [B, R, R, 3]`` (B/2 rows, the
+        first view's, when training with ``decoder_views=1``).
     """
 
     def __init__(
@@ -91,6 +97,7 @@ class ObjectCentricModel(keras.Model):
         global_pool=None,
         object_pos_embedding: bool = False,
         decoder=None,
+        decoder_views: int = 2,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -106,6 +113,11 @@ class ObjectCentricModel(keras.Model):
                 "global_from_slots, object_pos_embedding and decoder need an object branch "
                 "(queries, object_fn, object_proj)."
             )
+        if decoder_views not in (1, 2) or isinstance(decoder_views, bool):
+            raise ValueError(
+                f"ObjectCentricModel.decoder_views must be 1 (the first view) or 2 (both), "
+                f"got {decoder_views!r}"
+            )
         if global_from_slots and getattr(backbone, "pooling", None) == "cls":
             raise ValueError(
                 "global_from_slots=True ignores the backbone's CLS token; use pooling='avg'."
@@ -120,6 +132,7 @@ class ObjectCentricModel(keras.Model):
         self.global_pool = global_pool
         self.object_pos_embedding = object_pos_embedding
         self.decoder = decoder
+        self.decoder_views = decoder_views
 
     @property
     def has_objects(self) -> bool:
@@ -149,7 +162,11 @@ class ObjectCentricModel(keras.Model):
             outputs["attention"] = steps[:, -1]  # [B, K, N]
             outputs["attention_steps"] = steps  # [B, T, K, N]
             if self.decoder is not None:
-                outputs |= self.decoder(slots, steps[:, -1], images, training=training)
+                decoded = (slots, steps[:, -1], images)
+                if training and self.decoder_views == 1:
+                    half = ops.shape(images)[0] // 2  # the first view's rows
+                    decoded = tuple(x[:half] for x in decoded)
+                outputs |= self.decoder(*decoded, training=training)
         if self.global_pool is not None:
             pooled_set = slots if self.global_from_slots else tokens  # [B, K or N, D]
             pooled = self.global_pool(pooled_set, training=training)
@@ -233,6 +250,7 @@ class ObjectCentricModel(keras.Model):
         config.update(
             global_from_slots=self.global_from_slots,
             object_pos_embedding=self.object_pos_embedding,
+            decoder_views=self.decoder_views,
         )
         return config
 

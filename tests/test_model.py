@@ -234,6 +234,38 @@ def test_decoder_trains_with_every_query_type_and_object_function(queries, objec
     assert ObjectCentricModel.from_config(config).get_config() == config
 
 
+def test_decoding_the_first_view_only():
+    """decoder_views=1: when training, the decoder sees the first half of the rows (the
+    first view) and gives the same reconstruction as both views' first half; the
+    reconstruction term is that half's mean error; inference still decodes every row."""
+    from osc_tf.losses import Objective, reconstruction_mse
+
+    both = build_model("slots_to_global", "learned", "slot_attention", DECODER)
+    first = build_model(
+        "slots_to_global",
+        "learned",
+        "slot_attention",
+        [*DECODER, "ObjectCentricModel.decoder_views = 1"],
+    )
+    views = np.concatenate([IMAGES, IMAGES[::-1]])  # [2B]: view 0 rows, then view 1
+    full = both(views, training=True)
+    first(views)  # builds the weights
+    first.set_weights(both.get_weights())
+    half = first(views, training=True)
+    assert half["reconstruction"].shape == (B, SIZE, SIZE, 3)
+    for key in ("reconstruction", "reconstruction_target", "masks"):
+        np.testing.assert_allclose(half[key], full[key][:B], rtol=1e-5, atol=1e-6, err_msg=key)
+    np.testing.assert_allclose(half["slots"], full["slots"], rtol=1e-6)  # every row encoded
+    error = np.mean((full["reconstruction"][:B] - full["reconstruction_target"][:B]) ** 2)
+    terms = Objective(reconstruction_loss=reconstruction_mse)(half)
+    np.testing.assert_allclose(terms["loss_reconstruction_mse"], error, rtol=1e-5)
+    assert first(views)["masks"].shape == (2 * B, K, SIZE, SIZE)  # inference: every row
+    assert first.get_config()["decoder_views"] == 1
+    vit, head = ViT(embed_dim=D, num_layers=1, num_heads=2), MLPHead()
+    with pytest.raises(ValueError, match="decoder_views"):
+        ObjectCentricModel(vit, head, MLPHead(), decoder_views=3)
+
+
 def test_invalid_compositions_fail_loudly():
     vit, head = ViT(embed_dim=D, num_layers=1, num_heads=2), MLPHead()
     with pytest.raises(ValueError, match="missing: \\['object_fn', 'object_proj'\\]"):
