@@ -159,14 +159,3 @@ def test_importing_osc_tf_changes_nothing_in_the_process():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "True"]  # no variable set, no backend chosen
-
-
-def test_synthetic_scenes_import_no_tensorflow():
-    """The synthetic build's worker processes import osc_tf.data.synthetic only."""
-    code = "import sys, osc_tf.data.synthetic\nprint('tensorflow' in sys.modules)\n"
-    env = dict(os.environ) | {"PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["False"]

@@ -33,8 +33,6 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from osc_tf.data import compact  # numpy and PIL only
-
 NUM_ENTITIES = 11
 SIZES = ("large", "small")
 MATERIALS = ("rubber", "metal")
@@ -359,13 +357,3 @@ def scenes(
     """Scenes ``start, ..., start + num - 1`` of the stream ``seed``."""
     for index in range(start, start + num):
         yield scene(index, seed, config)
-
-
-def stored_record(index: int, seed: int = 0, config: SceneConfig = SceneConfig()) -> dict:
-    """Scene ``index`` as the TFDS builder stores it (compacted, with its record index).
-
-    Imports no TensorFlow (the builder's worker processes run it).
-    """
-    stored = compact.compact(scene(index, seed, config))
-    stored["record_index"] = index
-    return stored

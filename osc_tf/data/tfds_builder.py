@@ -209,7 +209,7 @@ class MultiObject(tfds.core.GeneratorBasedBuilder):
     def _generate_synthetic(self, start: int, stop: int):
         config = self.builder_config
         render = functools.partial(
-            synthetic.stored_record,
+            _synthetic_record,
             seed=config.seed,
             config=synthetic.SceneConfig(config.height, config.width),
         )
@@ -219,8 +219,8 @@ class MultiObject(tfds.core.GeneratorBasedBuilder):
             yield from ((index, render(index)) for index in indices)
             return
         # Scenes are pure functions of (index, seed): rendered by worker processes
-        # (spawned: no forked TensorFlow state; they import numpy and PIL only) in
-        # order, while TFDS encodes and writes here; the records are a serial build's.
+        # (spawned: no forked TensorFlow state) in order, while TFDS encodes and writes
+        # here; the records are the same as a serial build's.
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             yield from zip(indices, pool.imap(render, indices, chunksize=32), strict=True)
 
@@ -229,6 +229,13 @@ def _usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def _synthetic_record(index: int, seed: int, config: synthetic.SceneConfig) -> dict:
+    """Synthetic scene ``index`` as stored (compacted, with its record index)."""
+    stored = compact.compact(synthetic.scene(index, seed, config))
+    stored["record_index"] = index
+    return stored
 
 
 def builder(
