@@ -24,8 +24,6 @@ failed or interrupted build never leaves a dataset that loads.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import multiprocessing
 import os
 import shutil
 
@@ -208,34 +206,11 @@ class MultiObject(tfds.core.GeneratorBasedBuilder):
 
     def _generate_synthetic(self, start: int, stop: int):
         config = self.builder_config
-        render = functools.partial(
-            _synthetic_record,
-            seed=config.seed,
-            config=synthetic.SceneConfig(config.height, config.width),
-        )
-        indices = range(start, stop)
-        workers = min(_usable_cores(), len(indices))
-        if workers < 2:
-            yield from ((index, render(index)) for index in indices)
-            return
-        # Scenes are pure functions of (index, seed): rendered by worker processes
-        # (spawned: no forked TensorFlow state) in order, while TFDS encodes and writes
-        # here; the records are the same as a serial build's.
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            yield from zip(indices, pool.imap(render, indices, chunksize=32), strict=True)
-
-
-def _usable_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _synthetic_record(index: int, seed: int, config: synthetic.SceneConfig) -> dict:
-    """Synthetic scene ``index`` as stored (compacted, with its record index)."""
-    stored = compact.compact(synthetic.scene(index, seed, config))
-    stored["record_index"] = index
-    return stored
+        scene_config = synthetic.SceneConfig(config.height, config.width)
+        for index in range(start, stop):
+            stored = compact.compact(synthetic.scene(index, config.seed, scene_config))
+            stored["record_index"] = index
+            yield index, stored
 
 
 def builder(
