@@ -173,7 +173,7 @@ class MaskDecoder(keras.layers.Layer):
         features = self.slot_proj(self.norm(slots))  # [B, K, C]
         positions = self._position_features(attention, grid, features.dtype)
         # expand_dims, not x[:, :, None]: TF slices for a new axis and its gradient is a
-        # StridedSliceGrad copy of the broadcast operand (~2 ms per step at the quickstart)
+        # StridedSliceGrad copy of the broadcast operand (2.3 ms of a discovery step)
         h = self._activation(ops.expand_dims(features, 2) + positions)  # [B, K, g², C]
         h = self._activation(self.fc1(h))
         # Everything stays in the cells' layout [B, K, g², p², ...] (the reductions over K
