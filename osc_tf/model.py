@@ -159,10 +159,11 @@ class ObjectCentricModel(keras.Model):
             )  # [B, K, D], [B, T, K, N]
             outputs["slots"] = slots  # [B, K, D]
             outputs["slot_projection"] = self.object_proj(slots, training=training)  # [B, K, E]
-            outputs["attention"] = steps[:, -1]  # [B, K, N]
+            attention = steps[:, -1]  # [B, K, N]
+            outputs["attention"] = attention
             outputs["attention_steps"] = steps  # [B, T, K, N]
             if self.decoder is not None:
-                decoded = (slots, steps[:, -1], images)
+                decoded = (slots, attention, images)
                 if training and self.decoder_views == 1:
                     half = ops.shape(images)[0] // 2  # the first view's rows
                     decoded = tuple(x[:half] for x in decoded)

@@ -61,8 +61,13 @@ def test_cached_decoded_images_give_the_same_stream(tiny_data, tiny):
     the same batches as decoding every epoch, across epochs and from a resumed step."""
     assert tiny_data.decoded_train_mib() == 28 * tiny.height * tiny.width * 3 / 2**20
     assert tiny_data.decoded_train_mib() <= tiny_data.cache_mib  # tiny_data caches
-    uncached = _options(tiny_data, cache_mib=0)
-    uncached.crop_size = tiny.crop_size
+    uncached = pipelines.MultiObjectData(
+        data_dir=tiny_data.data_dir,
+        num_examples=tiny.num_examples,
+        image_size=(tiny.height, tiny.width),
+        crop_size=tiny.crop_size,
+        cache_mib=0,
+    )
     for start in (0, 9):
         cached = tiny_data.train(4, seed=3, start_step=start).take(16)  # 2+ epochs of 7
         decoded = uncached.train(4, seed=3, start_step=start).take(16)
