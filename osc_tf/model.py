@@ -23,6 +23,8 @@ from keras import ops
 
 OUTPUT_KEYS = ("backbone_tokens", "global_features", "global_projection")
 OBJECT_OUTPUT_KEYS = ("slots", "slot_projection", "attention", "attention_steps")
+# Parts that ``compile(jit_compile_parts=...)`` may XLA-compile on their own.
+JIT_PARTS = ("backbone", "object_fn")
 _PARTS = (
     "backbone",
     "global_fn",
@@ -145,7 +147,7 @@ class ObjectCentricModel(keras.Model):
         self.built = True
 
     def call(self, images, training=False, num_slots=None):
-        features = self.backbone(images, training=training)
+        features = self._part("backbone", training)(images, training=training)
         tokens = features["tokens"]  # [B, N, D]
         outputs = {"backbone_tokens": tokens}
         if self.has_objects:
@@ -154,7 +156,7 @@ class ObjectCentricModel(keras.Model):
             if self.object_pos_embedding:
                 pos = self.backbone.positional_embedding(images.shape[1], images.shape[2])
                 object_tokens = tokens + ops.cast(pos, tokens.dtype)  # [B, N, D]
-            slots, steps = self.object_fn(
+            slots, steps = self._part("object_fn", training)(
                 queries, object_tokens, training=training, all_steps=True
             )  # [B, K, D], [B, T, K, N]
             outputs["slots"] = slots  # [B, K, D]
@@ -182,7 +184,20 @@ class ObjectCentricModel(keras.Model):
 
     # --- training ------------------------------------------------------------
 
-    def compile(self, optimizer, objective, jit_compile_forward: bool = False, **kwargs):
+    def _part(self, name: str, training: bool):
+        """The part ``name`` as called in the forward: its XLA-compiled function when
+        training with ``compile(jit_compile_parts=...)`` naming it, else the layer."""
+        compiled = self.__dict__.get("_jit_parts", {}).get(name) if training else None
+        return compiled or getattr(self, name)
+
+    def compile(
+        self,
+        optimizer,
+        objective,
+        jit_compile_forward: bool = False,
+        jit_compile_parts: tuple[str, ...] = (),
+        **kwargs,
+    ):
         """Sets the optimizer and the objective (``osc_tf.losses.Objective``).
 
         Args:
@@ -193,13 +208,33 @@ class ObjectCentricModel(keras.Model):
                 ``compile(jit_compile=True)`` fails under MirroredStrategy, and the
                 losses' cross-replica gathers cannot run inside XLA, so only the
                 model's forward is compiled; the matching is XLA-compiled on its own.
+            jit_compile_parts: parts of ``JIT_PARTS`` to XLA-compile each on its own
+                (with its gradient) in training steps, the rest running op by op;
+                ignored with ``jit_compile_forward``. On a CPU the object function
+                (slot attention's GRU and MLP on ``[B, K, D]``: many small ops) is
+                faster compiled at every size measured; the backbone at the
+                quickstart's 64×64 crops but not at the default's 128×128, and the
+                mask decoder is slower compiled (docs/benchmarks.md, "Training
+                step"). Inference (``training=False``) and exports never use them.
         """
+        unknown = set(jit_compile_parts) - set(JIT_PARTS)
+        if isinstance(jit_compile_parts, str) or unknown:
+            raise ValueError(
+                f"jit_compile_parts must be a tuple of names in {JIT_PARTS}, "
+                f"got {jit_compile_parts!r}"
+            )
         super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
         self.objective = objective
         self.jit_compile_forward = jit_compile_forward
         self._forward_fn = self.__call__
         if jit_compile_forward:
             self._forward_fn = tf.function(self.__call__, jit_compile=True, reduce_retracing=True)
+        # Kept out of Keras' and TensorFlow's tracking (checkpoints, SavedModels).
+        self.__dict__["_jit_parts"] = {
+            name: tf.function(getattr(self, name).__call__, jit_compile=True, reduce_retracing=True)
+            for name in jit_compile_parts
+            if not jit_compile_forward and getattr(self, name) is not None
+        }
 
     def _compute_losses(self, images, training: bool) -> tuple[dict, dict]:
         outputs = self._forward_fn(images, training=training)

@@ -32,7 +32,9 @@ import time
 
 # name -> (description, batch size, extra gin files, extra gin bindings, precision, XLA,
 #          crop size or None for --image_size)
-_Q = ["ViT.num_layers = 2"]  # the quickstart's backbone (D=64, 4 heads, 2 layers, P=8)
+# the quickstart's backbone (D=64, 4 heads, 2 layers, P=8) and XLA-compiled parts
+_Q = ["ViT.num_layers = 2", "train.jit_compile_parts = ('backbone', 'object_fn')"]
+_OP_BY_OP = ["train.jit_compile_parts = ()"]  # no part XLA-compiled
 ROWS = {
     "default": ("original default", 64, [], [], "float32", False, None),
     "quickstart": ("quickstart: 64x64, 2 layers", 32, [], _Q, "float32", False, 64),
@@ -45,13 +47,32 @@ ROWS = {
         False,
         None,
     ),
+    "default_op_by_op": ("default, no part compiled", 64, [], _OP_BY_OP, "float32", False, None),
     "xla": ("XLA forward/backward", 64, [], [], "float32", True, None),
+    "quickstart_op_by_op": (
+        "quickstart, no part compiled",
+        32,
+        [],
+        _Q + _OP_BY_OP,
+        "float32",
+        False,
+        64,
+    ),
     "quickstart_xla": ("quickstart + XLA", 32, [], _Q, "float32", True, 64),
     "discovery": (
         "discovery: quickstart + MaskDecoder",
         32,
         ["gin/experiments/discovery.gin"],
         [],
+        "float32",
+        False,
+        64,
+    ),
+    "discovery_op_by_op": (
+        "discovery, no part compiled",
+        32,
+        ["gin/experiments/discovery.gin"],
+        _OP_BY_OP,
         "float32",
         False,
         64,
@@ -105,6 +126,16 @@ def machine() -> str:
     return f"{model}, {cores} cores"
 
 
+def _bound(name: str):
+    """The gin value bound to ``name``, None when unbound."""
+    import gin
+
+    try:
+        return gin.query_parameter(name)
+    except ValueError:
+        return None
+
+
 def measure(row: str, steps: int, warmup: int, image_size: int) -> dict:
     """Runs one row in this process; returns its figures."""
     import gin
@@ -114,7 +145,7 @@ def measure(row: str, steps: int, warmup: int, image_size: int) -> dict:
 
     from osc_tf import config
     from osc_tf.factories import build_model
-    from osc_tf.training import _distributed
+    from osc_tf.training import _distributed, resolve_jit_parts
 
     _, batch_size, files, bindings, precision, xla, _ = ROWS[row]
     image_size = crop_size(row, image_size)
@@ -131,6 +162,7 @@ def measure(row: str, steps: int, warmup: int, image_size: int) -> dict:
         optimizer=optimizer,
         objective=gin.get_configurable("Objective")(),
         jit_compile_forward=xla,
+        jit_compile_parts=resolve_jit_parts(_bound("train.jit_compile_parts")),
     )
     optimizer.build(model.trainable_variables)
     step = _distributed(strategy, model.train_step)
@@ -211,7 +243,7 @@ def main(argv: list[str]) -> int:
         f"per image), {args.warmup} warm-up + {args.steps} timed steps"
     )
     print(
-        f"{'row':14s} {'configuration':30s} {'batch':>5s} {'crop':>4s} {'first s':>8s} "
+        f"{'row':20s} {'configuration':30s} {'batch':>5s} {'crop':>4s} {'first s':>8s} "
         f"{'ms/step':>8s} {'range ms':>11s} {'images/s':>9s} {'peak RSS GB':>11s}"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -231,11 +263,11 @@ def main(argv: list[str]) -> int:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if done.returncode:
             tail = (done.stderr.strip().splitlines() or ["?"])[-1]
-            print(f"{row:14s} failed: {tail}")
+            print(f"{row:20s} failed: {tail}")
             continue
         fig = json.loads(done.stdout.strip().splitlines()[-1])
         print(
-            f"{row:14s} {ROWS[row][0]:30s} {fig['batch_size']:5d} {fig['image_size']:4d} "
+            f"{row:20s} {ROWS[row][0]:30s} {fig['batch_size']:5d} {fig['image_size']:4d} "
             f"{fig['warmup_s']:8.1f} "
             f"{fig['step_ms']:8.0f} {fig['step_ms_min']:5.0f}-{fig['step_ms_max']:<5.0f} "
             f"{fig['images_per_s']:9.1f} {fig['peak_rss_gb']:11.2f}",
