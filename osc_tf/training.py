@@ -249,6 +249,8 @@ def train(
 
 def resolve_jit_parts(parts: tuple[str, ...] | None) -> tuple[str, ...]:
     """``train.jit_compile_parts`` as the model gets it: None means the object function."""
+    if isinstance(parts, str):
+        raise ValueError(f"train.jit_compile_parts must be a tuple of part names, got {parts!r}")
     return DEFAULT_JIT_PARTS if parts is None else tuple(parts)
 
 

@@ -341,6 +341,11 @@ def test_compiled_parts_train_like_the_op_by_op_model(object_fn):
     assert compiled.__dict__["_jit_parts"]["backbone"].experimental_get_tracing_count() == 1
     with pytest.raises(ValueError, match="jit_compile_parts.*'decoder'"):
         compiled.compile(keras.optimizers.SGD(0.1), Objective(), jit_compile_parts=("decoder",))
+    from osc_tf.training import resolve_jit_parts
+
+    assert resolve_jit_parts(None) == ("object_fn",)
+    with pytest.raises(ValueError, match="train.jit_compile_parts.*'backbone'"):
+        resolve_jit_parts("backbone")
 
 
 def test_traced_with_unknown_batch_serves_any_batch():
