@@ -129,16 +129,6 @@ def machine() -> str:
     return f"{model}, {cores} cores"
 
 
-def _bound(name: str):
-    """The gin value bound to ``name``, None when unbound."""
-    import gin
-
-    try:
-        return gin.query_parameter(name)
-    except ValueError:
-        return None
-
-
 def measure(row: str, steps: int, warmup: int, image_size: int) -> dict:
     """Runs one row in this process; returns its figures."""
     import gin
@@ -147,7 +137,7 @@ def measure(row: str, steps: int, warmup: int, image_size: int) -> dict:
     import tensorflow as tf
 
     from osc_tf import config
-    from osc_tf.factories import build_model
+    from osc_tf.factories import build_model, train_parameter
     from osc_tf.training import _distributed, resolve_jit_parts
 
     _, batch_size, files, bindings, precision, xla, _ = ROWS[row]
@@ -161,7 +151,7 @@ def measure(row: str, steps: int, warmup: int, image_size: int) -> dict:
     # the configured optimizer (train.optimizer = @TorchAdamW in gin/optim/adamw.gin)
     optimizer_name = gin.query_parameter("train.optimizer").selector
     optimizer = gin.get_configurable(optimizer_name)(learning_rate=schedule)
-    parts = resolve_jit_parts(_bound("train.jit_compile_parts"))  # as training resolves it
+    parts = resolve_jit_parts(train_parameter("jit_compile_parts"))  # as training resolves it
     model.compile(
         optimizer=optimizer,
         objective=gin.get_configurable("Objective")(),
