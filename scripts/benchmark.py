@@ -6,7 +6,8 @@
 
 Each subject lives in ``scripts/benchmarks/<subject>.py`` and takes its own flags
 (``python scripts/benchmark.py <subject> --help``). Record results with the
-machine and the command in docs/benchmarks.md.
+machine and the command in docs/benchmarks.md. The process environment is the
+commands' (``osc_tf.cli.common.PROCESS_ENVIRONMENT``; a variable already set wins).
 """
 
 import importlib
@@ -15,12 +16,15 @@ import sys
 
 import benchmarks  # scripts/benchmarks/, beside this file (sys.path[0] when run as a script)
 
+from osc_tf.cli.common import set_process_environment
+
 
 def main(argv: list[str]) -> int:
     subjects = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__))
     if not argv or argv[0] not in subjects:
         print(f"usage: benchmark.py {{{','.join(subjects)}}} [flags]", file=sys.stderr)
         return 2
+    set_process_environment()  # as the commands do, before TensorFlow loads
     module = importlib.import_module(f"benchmarks.{argv[0]}")
     return module.main(argv[1:]) or 0
 

@@ -20,6 +20,29 @@ def _run(args, cwd, env=None, timeout=300):
     )
 
 
+@pytest.mark.parametrize("user", [None, "false"])
+def test_commands_choose_the_host_allocator_before_tensorflow_unless_the_user_did(tmp_path, user):
+    code = (
+        "import os\n"
+        "from osc_tf.cli import common\n"
+        "common.start(False)\n"
+        "import tensorflow as tf\n"
+        "print(os.environ['KERAS_BACKEND'], os.environ['TF_CPU_ALLOCATOR_USE_BFC'])\n"
+    )
+    env = {"TF_CPU_ALLOCATOR_USE_BFC": user} if user else {}
+    base = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=base | env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["tensorflow", user or "true"]
+
+
 def test_a_bad_gin_value_is_one_line_naming_parameter_value_and_type(tmp_path):
     done = _run(
         [

@@ -31,7 +31,9 @@ def _plain_attention(q, k, v):
         (257, 64, 128, 16),  # chunk of 256 groups: a last chunk of one group
     ],
 )
-def test_attention_matches_autodiff(groups, length, context, depth, recompute):
+def test_attention_matches_autodiff(groups, length, context, depth, recompute, monkeypatch):
+    # chunks of 2**21 logits (8 MiB) on any machine, for the partial chunks above
+    monkeypatch.setattr(cpu_kernels, "_chunk_elements", lambda: 2**21)
     rng = np.random.default_rng(groups)
     q = tf.constant(rng.standard_normal((groups, length, depth)) * 2, tf.float32)
     k = tf.constant(rng.standard_normal((groups, context, depth)), tf.float32)
@@ -41,6 +43,31 @@ def test_attention_matches_autodiff(groups, length, context, depth, recompute):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     for g, w in zip(got_grads, want_grads, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def _cache_dir(root, caches):
+    for i, (level, kind, size) in enumerate(caches):
+        index = root / f"index{i}"
+        index.mkdir(parents=True)
+        for name, value in (("level", level), ("type", kind), ("size", size)):
+            (index / name).write_text(f"{value}\n")
+    return str(root)
+
+
+def test_chunk_size_follows_the_last_level_cache(tmp_path):
+    epyc = [(1, "Data", "32K"), (1, "Instruction", "32K"), (2, "Unified", "512K")]
+    epyc.append((3, "Unified", "32768K"))
+    assert cpu_kernels.cache_bytes(_cache_dir(tmp_path / "a", epyc)) == 32 << 20
+    no_l3 = [(1, "Data", "48K"), (2, "Unified", "2048K"), (3, "Instruction", "64M")]
+    assert cpu_kernels.cache_bytes(_cache_dir(tmp_path / "b", no_l3)) == 2 << 20
+    assert cpu_kernels.cache_bytes(str(tmp_path / "missing")) is None
+    assert cpu_kernels.cache_bytes(_cache_dir(tmp_path / "c", [(2, "Unified", "n/a")])) is None
+    assert cpu_kernels.chunk_bytes(32 << 20) == 4 << 20  # an eighth
+    assert cpu_kernels.chunk_bytes(512 << 10) == 256 << 10  # at least 256 KiB
+    assert cpu_kernels.chunk_bytes(1 << 30) == 16 << 20  # at most 16 MiB
+    assert cpu_kernels.chunk_bytes(None) == 4 << 20
+    # this machine's chunk, as the kernel uses it
+    assert cpu_kernels._chunk_elements() * 4 == cpu_kernels.chunk_bytes(cpu_kernels.cache_bytes())
 
 
 def test_attention_in_tf_function_with_unknown_batch_and_xla():

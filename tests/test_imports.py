@@ -152,7 +152,7 @@ def test_importing_osc_tf_changes_nothing_in_the_process():
         "import osc_tf, osc_tf.evaluation.figures, osc_tf.training\n"
         "print(dict(os.environ) == env, calls == [])\n"
     )
-    unset = ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL")
+    unset = ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "TF_CPU_ALLOCATOR_USE_BFC")
     env = {k: v for k, v in os.environ.items() if k not in unset} | {"PYTHONPATH": str(REPO)}
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=300

@@ -1,8 +1,9 @@
 """What every command shares: ``--verbose``, a quiet TensorFlow start-up, one-line errors.
 
-``run`` sets the process up before TensorFlow is imported (the Keras backend;
-unless ``--verbose``, TensorFlow's C++ log level and a filter on the start-up
-lines that TensorFlow prints on a machine without a GPU), then runs the command.
+``run`` sets the process up before TensorFlow is imported (``PROCESS_ENVIRONMENT``:
+the Keras backend and TensorFlow's host-memory allocator; unless ``--verbose``,
+TensorFlow's C++ log level and a filter on the start-up lines that TensorFlow
+prints on a machine without a GPU), then runs the command.
 A user's mistake ends in one line ``error: ...`` on stderr: exit status 2 for a
 bad value (gin, flags), 1 for a missing file or dataset or a non-finite loss;
 ``--verbose`` shows TensorFlow's start-up log and the traceback instead. Nothing
@@ -77,7 +78,21 @@ def _filtered_stderr(noise=START_UP_NOISE):
             sys.stderr.flush()
 
 
+#: Set by the commands (and ``scripts/benchmark.py``) before TensorFlow loads, unless
+#: the user set them. ``TF_CPU_ALLOCATOR_USE_BFC``: TensorFlow's best-fit allocator with
+#: coalescing keeps freed host memory for the next step's tensors, where the default
+#: allocator returns each large tensor to the system and faults its pages in again the
+#: next time; the default training step took 1,267-1,443 ms and peaked at 2.26-2.28 GB
+#: with it, 1,422-1,748 ms and 2.36-2.52 GB without (docs/benchmarks.md).
+PROCESS_ENVIRONMENT = {"KERAS_BACKEND": "tensorflow", "TF_CPU_ALLOCATOR_USE_BFC": "true"}
+
 _started: list[bool] = []
+
+
+def set_process_environment() -> None:
+    """Sets ``PROCESS_ENVIRONMENT``'s variables that the user has not set."""
+    for name, value in PROCESS_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
 
 
 def start(verbose: bool) -> None:
@@ -85,7 +100,7 @@ def start(verbose: bool) -> None:
     if _started:
         return
     _started.append(verbose)
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    set_process_environment()
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(

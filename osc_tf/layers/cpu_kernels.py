@@ -9,7 +9,8 @@ backward pass. The functions here have hand-written gradients:
 
 - ``attention(q, k, v)`` runs over chunks of the batch·heads axis in a
   ``tf.while_loop`` so that each chunk's logits, weights and their gradients
-  stay in cache; with ``recompute=True`` it keeps only the output for the
+  stay in cache (a chunk's size follows the CPU's last-level cache, read at run
+  time: ``chunk_bytes``); with ``recompute=True`` it keeps only the output for the
   backward pass and recomputes each chunk's weights there (as FlashAttention
   does on GPUs);
 - ``layer_norm`` and ``gelu`` compute their gradients in a few passes instead
@@ -25,16 +26,60 @@ calls ``keras.ops.dot_product_attention``).
 the plain formula, and the dispatch. Measured effect: docs/benchmarks.md ("Training step").
 """
 
+import functools
+import glob
 import math
+import os
 
 import tensorflow as tf
 
-# Elements of one chunk's [c, L, M] logits: 8 MiB of float32 (L2/L3-sized).
-_CHUNK_ELEMENTS = 2**21
+_CACHE_DIR = "/sys/devices/system/cpu/cpu0/cache"  # Linux's description of CPU 0's caches
+_FALLBACK_CHUNK_BYTES = 4 << 20  # where the cache size is unknown (not Linux)
+
+
+def cache_bytes(cache_dir: str = _CACHE_DIR) -> int | None:
+    """Size of the last-level data (or unified) cache that CPU 0 uses, from Linux's
+    ``cache/index*/{level,type,size}`` files; None where they are missing or unreadable."""
+    found = []
+    for index in glob.glob(os.path.join(cache_dir, "index*")):
+        try:
+            fields = {}
+            for name in ("level", "type", "size"):
+                with open(os.path.join(index, name)) as f:
+                    fields[name] = f.read().strip()
+            if fields["type"] == "Instruction":
+                continue
+            size, unit = fields["size"], 1
+            if size[-1:].upper() in ("K", "M", "G"):
+                size, unit = size[:-1], 1024 ** (1 + "KMG".index(size[-1].upper()))
+            found.append((int(fields["level"]), int(size) * unit))
+        except (OSError, ValueError):
+            return None
+    return max(found)[1] if found else None
+
+
+def chunk_bytes(cache: int | None) -> int:
+    """Bytes of one chunk's float32 logits for a last-level cache of ``cache`` bytes.
+
+    An eighth of the cache (a chunk's logits, weights and their gradient are live at
+    once, and the cache is shared by the cores), between 256 KiB and 16 MiB; 4 MiB
+    where the cache is unknown. On a 32 MiB L3 (the 2026-12-07 AMD EPYC machine)
+    4 MiB chunks were the fastest of 0.5–64 MiB for the default backbone's attention
+    (docs/benchmarks.md, "Training step").
+    """
+    if cache is None:
+        return _FALLBACK_CHUNK_BYTES
+    return min(max(cache // 8, 256 << 10), 16 << 20)
+
+
+@functools.cache
+def _chunk_elements() -> int:
+    """Elements of one chunk's ``[c, L, M]`` logits on this machine (read once)."""
+    return chunk_bytes(cache_bytes()) // 4
 
 
 def _chunk_size(length, context) -> tf.Tensor:
-    return tf.maximum(1, _CHUNK_ELEMENTS // (length * context))
+    return tf.maximum(1, _chunk_elements() // (length * context))
 
 
 def attention(q, k, v, recompute: bool = False):
