@@ -311,10 +311,14 @@ def _in_halves(part):
     XLA:CPU program keeps one core busy better than two, so on 2 cores the quickstart's
     backbone forward + backward took 35 ms as two half calls against 41-50 ms as one
     (62-77 ms with one intra-op thread; docs/benchmarks.md). Each image's result is the
-    same function of its inputs either way. Every positional argument is batch-leading.
+    same function of its inputs either way. Every positional argument is batch-leading;
+    a batch not known to be even (an odd one, or unknown when traced) is one call.
     """
 
     def call(*args, **kwargs):
+        batch = args[0].shape[0]
+        if batch is None or batch % 2:
+            return part(*args, **kwargs)
         halves = [tf.split(arg, 2) for arg in args]
         outputs = [part(*(h[i] for h in halves), **kwargs) for i in range(2)]
         return tf.nest.map_structure(lambda a, b: tf.concat([a, b], axis=0), *outputs)

@@ -339,6 +339,8 @@ def test_compiled_parts_train_like_the_op_by_op_model(object_fn):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
     compiled(IMAGES)  # inference does not call the compiled parts
     assert compiled.__dict__["_jit_parts"]["backbone"].experimental_get_tracing_count() == 1
+    odd = compiled(views[:3], training=True)  # halves need an even batch: one call here
+    assert odd["slots"].shape[0] == 3 and np.all(np.isfinite(odd["slots"]))
     with pytest.raises(ValueError, match="jit_compile_parts.*'decoder'"):
         compiled.compile(keras.optimizers.SGD(0.1), Objective(), jit_compile_parts=("decoder",))
     from osc_tf.training import resolve_jit_parts
